@@ -1,0 +1,44 @@
+"""The ``minimal-rl`` console command.
+
+Each subcommand lives in its own module and registers itself in ``SUBCOMMANDS`` as
+``name -> "module:function"``; the module is only imported when that subcommand runs, so
+``minimal-rl --version`` stays instant and the core never imports verl or TRL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from minimal_rl import __version__
+
+# name -> (module that defines `add_arguments(parser)` and `run(args) -> int`, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minimal-rl",
+        description="RAFT, RAFT++ and Reinforce-Rej (Xiong et al., arXiv 2504.11343) for verl and TRL.",
+    )
+    parser.add_argument("--version", action="version", version=f"minimal-rl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module_name).add_arguments(p)
+        p.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

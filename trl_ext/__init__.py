@@ -1,0 +1,1 @@
+"""TRL plugin of minimal-rl (trainers arrive with the TRL work)."""

@@ -1,0 +1,1 @@
+"""verl plugin of minimal-rl (registrations arrive with the verl work)."""
