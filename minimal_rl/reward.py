@@ -94,6 +94,13 @@ def _math_verify(solution: str, ground_truth: str, timeout_s: int | None) -> boo
 
 _pool = None
 _pool_lock = threading.Lock()
+HELPER_START_TIMEOUT_S = 120.0
+
+
+def _import_math_verify() -> bool:
+    import math_verify  # noqa: F401  (sympy and the grammar load once per helper process)
+
+    return True
 
 
 def _verify_in_helper_process(solution: str, ground_truth: str, timeout_s: float) -> bool:
@@ -101,15 +108,16 @@ def _verify_in_helper_process(solution: str, ground_truth: str, timeout_s: float
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = multiprocessing.get_context("spawn").Pool(1)
-        pool = _pool
-        job = pool.apply_async(_math_verify, (solution, ground_truth, None))
+            pool = multiprocessing.get_context("spawn").Pool(1)
+            # Pay the start-up (interpreter + sympy imports) once, outside the per-item time limit.
+            pool.apply_async(_import_math_verify).get(timeout=HELPER_START_TIMEOUT_S)
+            _pool = pool
+        job = _pool.apply_async(_math_verify, (solution, ground_truth, None))
         try:
-            # The first call also pays the helper's start-up (imports of sympy): allow for it.
-            return bool(job.get(timeout=timeout_s + 30.0))
+            return bool(job.get(timeout=timeout_s))
         except multiprocessing.TimeoutError:
             logger.warning("minimal_rl.reward: Math-Verify timed out after %.0fs; scored as wrong", timeout_s)
-            pool.terminate()
+            _pool.terminate()
             _pool = None
             return False
 

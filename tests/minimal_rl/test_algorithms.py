@@ -1,0 +1,269 @@
+"""Core weights and keep masks against hand-computed numbers (the spec's worked example) and edge cases."""
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from minimal_rl.algorithms import (
+    ALGORITHMS,
+    ALL_CORRECT,
+    ALL_WRONG,
+    MIXED,
+    compute_weights,
+    correctness,
+    get_algorithm,
+    group_index,
+    group_statistics,
+    signed_rewards,
+)
+
+# The spec's worked example: n = 4 responses, k = 0..4 of them correct, one group per k.
+# Correct responses come first in each group.
+K_CORRECT = [0, 1, 2, 3, 4]
+
+
+def worked_example_scores(correct_value: float, wrong_value: float) -> torch.Tensor:
+    rows = [[correct_value] * k + [wrong_value] * (4 - k) for k in K_CORRECT]
+    return torch.tensor(rows, dtype=torch.float32).reshape(-1)
+
+
+UIDS = np.repeat([f"prompt-{k}" for k in K_CORRECT], 4).astype(object)
+s3 = math.sqrt(3) / 2  # 0.866...
+
+# Expected weights per group (k = 0..4), hand-computed from the spec's table. "x" = dropped.
+X = None
+EXPECTED = {
+    "raft": [[X] * 4, [1, X, X, X], [1, 1, X, X], [1, 1, 1, X], [1, 1, 1, 1]],
+    "raft_pp": [[X] * 4, [1, X, X, X], [1, 1, X, X], [1, 1, 1, X], [1, 1, 1, 1]],
+    "reinforce": [[-1] * 4, [1, -1, -1, -1], [1, 1, -1, -1], [1, 1, 1, -1], [1] * 4],
+    "reinforce_rej": [[X] * 4, [1, -1, -1, -1], [1, 1, -1, -1], [1, 1, 1, -1], [X] * 4],
+    # r / std with unbiased std: k=1 -> std 1; k=2 -> std 2/sqrt(3); k=3 -> std 1
+    "reinforce_rej_std": [[X] * 4, [1, -1, -1, -1], [s3, s3, -s3, -s3], [1, 1, 1, -1], [X] * 4],
+    "reinforce_remove_all_wrong": [[X] * 4, [1, -1, -1, -1], [1, 1, -1, -1], [1, 1, 1, -1], [1] * 4],
+    "reinforce_remove_all_correct": [[-1] * 4, [1, -1, -1, -1], [1, 1, -1, -1], [1, 1, 1, -1], [X] * 4],
+    "reinforce_mean_zero": [[0] * 4, [1.5, -0.5, -0.5, -0.5], [1, 1, -1, -1], [0.5, 0.5, 0.5, -1.5], [0] * 4],
+    # the spec: GRPO gives +1.5/-0.5 at k=1, +-0.866 at k=2, +0.5/-1.5 at k=3
+    "grpo": [[0] * 4, [1.5, -0.5, -0.5, -0.5], [s3, s3, -s3, -s3], [0.5, 0.5, 0.5, -1.5], [0] * 4],
+}
+
+
+def test_every_algorithm_has_an_expectation():
+    assert set(EXPECTED) == set(ALGORITHMS)
+
+
+@pytest.mark.parametrize("algorithm", sorted(EXPECTED))
+@pytest.mark.parametrize("score_values", [(1.0, -1.0), (1.0, 0.0)], ids=["pm1", "01"])
+def test_worked_example(algorithm, score_values):
+    result = compute_weights(worked_example_scores(*score_values), algorithm, UIDS)
+    expected = EXPECTED[algorithm]
+    keep = torch.tensor([[w is not None for w in row] for row in expected]).reshape(-1)
+    weights = torch.tensor([[0.0 if w is None else float(w) for w in row] for row in expected]).reshape(-1)
+    assert torch.equal(result.keep, keep)
+    torch.testing.assert_close(result.weights, weights, atol=1e-5, rtol=0)
+
+
+def test_01_scores_do_not_turn_reinforce_rej_into_positives_only():
+    """The released code's trap: 0/1 scores passed through make every negative weigh 0."""
+    result = compute_weights(worked_example_scores(1.0, 0.0), "reinforce_rej", UIDS)
+    negatives = result.keep & ~result.correct
+    assert negatives.sum() == 6
+    assert torch.all(result.weights[negatives] == -1.0)
+
+
+def test_raw_mapping_reproduces_the_fork_opt_in():
+    result = compute_weights(worked_example_scores(1.0, 0.0), "reinforce_rej", UIDS, reward_mapping="raw")
+    negatives = result.keep & ~result.correct
+    assert torch.all(result.weights[negatives] == 0.0)  # exactly the fork's behaviour, opt-in only
+
+
+def test_group_kinds_and_metrics():
+    result = compute_weights(worked_example_scores(1.0, 0.0), "reinforce_rej", UIDS)
+    assert result.stats.kind.tolist() == [ALL_WRONG, MIXED, MIXED, MIXED, ALL_CORRECT]
+    assert result.stats.num_correct.tolist() == K_CORRECT
+    m = result.metrics(response_lengths=torch.arange(1, 21))
+    assert m["groups_all_wrong"] == pytest.approx(0.2)
+    assert m["groups_all_correct"] == pytest.approx(0.2)
+    assert m["groups_mixed"] == pytest.approx(0.6)
+    assert m["samples_kept"] == 12
+    assert m["accuracy"] == pytest.approx(0.5)  # before filtering
+    assert m["tokens_kept"] == sum(range(5, 17))
+    assert m["tokens_kept_frac"] == pytest.approx(sum(range(5, 17)) / sum(range(1, 21)))
+
+
+def test_positive_threshold_is_strict():
+    scores = torch.tensor([0.5, 0.5, 0.7, 0.2])
+    assert correctness(scores, 0.5).tolist() == [False, False, True, False]
+    assert correctness(scores).tolist() == [True, True, True, True]
+
+
+def test_signed_rewards():
+    assert signed_rewards(torch.tensor([True, False])).tolist() == [1.0, -1.0]
+
+
+def test_group_ids_need_not_be_contiguous_and_groups_may_be_uneven():
+    # group "a" has 3 responses (interleaved with "b"), "b" has 2, "c" has 1
+    ids = np.array(["a", "b", "a", "b", "a", "c"], dtype=object)
+    scores = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    result = compute_weights(scores, "reinforce_rej", ids)
+    assert result.keep.tolist() == [True, False, True, False, True, False]
+    assert result.weights.tolist() == [1.0, 0.0, -1.0, 0.0, -1.0, 0.0]
+    mz = compute_weights(scores, "reinforce_mean_zero", ids)
+    torch.testing.assert_close(mz.weights, torch.tensor([4 / 3, 0.0, -2 / 3, 0.0, -2 / 3, 0.0]))
+
+
+def test_contiguous_fast_path_matches_general_path():
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.array([f"u{i}" for i in range(50)], dtype=object), 4)
+    perm = rng.permutation(ids.size)
+    scores = torch.from_numpy(rng.integers(0, 2, ids.size).astype(np.float32))
+    for algo in ALGORITHMS:
+        a = compute_weights(scores, algo, ids)
+        b = compute_weights(scores[perm], algo, ids[perm])
+        torch.testing.assert_close(a.weights[perm], b.weights)
+        assert torch.equal(a.keep[perm], b.keep)
+
+
+def test_repeated_run_heads_fall_back_to_the_general_path():
+    index, n = group_index(np.array(["a", "a", "b", "a"], dtype=object))
+    assert n == 2
+    assert index.tolist() == [0, 0, 1, 0]
+
+
+def test_integer_and_tensor_group_ids():
+    idx, n = group_index(torch.tensor([7, 7, 3, 3]))
+    assert n == 2 and idx.tolist() == [0, 0, 1, 1]
+    idx, n = group_index([5, 1, 5, 1])
+    assert n == 2 and idx.tolist() == [1, 0, 1, 0]
+
+
+def test_group_size_layout():
+    scores = worked_example_scores(1.0, 0.0)
+    a = compute_weights(scores, "reinforce_rej", group_size=4)
+    b = compute_weights(scores, "reinforce_rej", UIDS)
+    assert torch.equal(a.weights, b.weights) and torch.equal(a.keep, b.keep)
+    with pytest.raises(ValueError, match="groups of 3"):
+        compute_weights(scores, "reinforce_rej", group_size=3)
+
+
+def test_singleton_groups_are_uniform():
+    scores = torch.tensor([1.0, 0.0])
+    result = compute_weights(scores, "reinforce_rej", ["a", "b"])
+    assert result.stats.kind.tolist() == [ALL_CORRECT, ALL_WRONG]
+    assert not result.keep.any()
+    assert compute_weights(scores, "raft", ["a", "b"]).keep.tolist() == [True, False]
+    std = compute_weights(scores, "reinforce_rej_std", ["a", "b"])
+    assert torch.isfinite(std.weights).all()
+    grpo = compute_weights(scores, "grpo", ["a", "b"])
+    assert grpo.weights.tolist() == [0.0, 0.0]
+
+
+def test_nan_scores_count_as_wrong_with_a_warning(caplog):
+    scores = torch.tensor([1.0, float("nan"), 0.0, 1.0])
+    with caplog.at_level(logging.WARNING):
+        result = compute_weights(scores, "reinforce_rej", ["a", "a", "b", "b"])
+    assert "NaN" in caplog.text
+    assert result.correct.tolist() == [True, False, False, True]
+    assert result.weights.tolist() == [1.0, -1.0, -1.0, 1.0]
+    with pytest.raises(ValueError, match="NaN"):
+        compute_weights(scores, "reinforce_rej", ["a", "a", "b", "b"], nan_policy="error")
+
+
+def test_inf_scores():
+    scores = torch.tensor([float("inf"), float("-inf")])
+    result = compute_weights(scores, "reinforce_rej", ["a", "a"])
+    assert result.weights.tolist() == [1.0, -1.0]
+    with pytest.raises(ValueError, match="finite"):
+        compute_weights(scores, "reinforce_rej", ["a", "a"], reward_mapping="raw")
+
+
+def test_missing_group_ids_are_an_error():
+    with pytest.raises(ValueError, match="no group id"):
+        compute_weights(torch.ones(3), "reinforce_rej", np.array(["a", None, "a"], dtype=object))
+    with pytest.raises(ValueError, match="group_ids"):
+        compute_weights(torch.ones(3), "reinforce_rej")
+    with pytest.raises(ValueError, match="3 scores but 2"):
+        compute_weights(torch.ones(3), "reinforce_rej", ["a", "a"])
+
+
+def test_every_group_filtered_gives_zero_weights_and_finite_metrics():
+    scores = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    result = compute_weights(scores, "reinforce_rej", ["a", "a", "b", "b"])
+    assert not result.keep.any() and torch.all(result.weights == 0)
+    m = result.metrics(response_lengths=torch.tensor([0, 0, 0, 0]))
+    assert all(math.isfinite(v) for v in m.values())
+    assert m["samples_kept"] == 0 and m["weight_mean"] == 0.0
+
+
+def test_empty_batch():
+    result = compute_weights(torch.zeros(0), "raft", np.array([], dtype=object))
+    assert result.weights.numel() == 0
+    assert all(math.isfinite(v) for v in result.metrics().values())
+
+
+def test_unknown_algorithm_and_mapping_errors_name_the_choices():
+    with pytest.raises(ValueError, match="reinforce_rej"):
+        get_algorithm("reinforce-rejj")
+    with pytest.raises(ValueError, match="signed"):
+        compute_weights(torch.ones(2), "reinforce", ["a", "a"], reward_mapping="binary")
+
+
+def test_losses_per_algorithm():
+    assert get_algorithm("raft").loss == "nll"
+    assert all(a.loss == "ppo_clip" for n, a in ALGORITHMS.items() if n != "raft")
+
+
+def test_group_statistics_direct():
+    correct = torch.tensor([True, False, True, True])
+    stats = group_statistics(correct, torch.tensor([0, 0, 1, 1]), 2)
+    assert stats.size.tolist() == [2, 2]
+    assert stats.kind.tolist() == [MIXED, ALL_CORRECT]
+    assert stats.fractions() == {"all_correct": 0.5, "all_wrong": 0.0, "mixed": 0.5}
+
+
+def test_raft_and_raft_pp_gradients_equal_at_ratio_one():
+    """RAFT: -A log pi. RAFT++ (PPO clip): -A * rho with rho = pi/pi_old = 1 at the first step.
+    d(rho)/d(theta) = rho * d(log pi) = d(log pi) at rho = 1, so the gradients coincide."""
+    torch.manual_seed(0)
+    scores = worked_example_scores(1.0, 0.0)
+    result = compute_weights(scores, "raft", UIDS)
+    kept = result.keep
+    logits = torch.randn(20, 5, requires_grad=True)
+    log_pi = torch.log_softmax(logits, -1)[:, 0]
+    nll = -(result.weights * log_pi)[kept].mean()
+    (g_raft,) = torch.autograd.grad(nll, logits)
+    log_pi = torch.log_softmax(logits, -1)[:, 0]
+    ratio = torch.exp(log_pi - log_pi.detach())
+    a = result.weights
+    clipped = torch.maximum(-a * ratio, -a * ratio.clamp(0.8, 1.2))[kept].mean()
+    (g_pp,) = torch.autograd.grad(clipped, logits)
+    torch.testing.assert_close(g_raft, g_pp)
+
+
+def test_dropping_equals_masking_under_kept_token_normalisation():
+    """Dropping rejected rows and masking them give the same gradient when the loss is normalised by
+    the number of KEPT tokens; zero-weighting them with all-token normalisation dilutes it."""
+    torch.manual_seed(1)
+    scores = worked_example_scores(1.0, 0.0)
+    result = compute_weights(scores, "reinforce_rej", UIDS)
+    mask = torch.ones(20, 6)
+    mask[:, 4:] = 0  # padding
+    logits = torch.randn(20, 6, 3, requires_grad=True)
+
+    def token_logp():
+        return torch.log_softmax(logits, -1)[..., 0]
+
+    w = result.weights[:, None]
+    kept = result.keep
+    dropped = -(w[kept] * token_logp()[kept] * mask[kept]).sum() / mask[kept].sum()
+    (g_drop,) = torch.autograd.grad(dropped, logits)
+    keep_mask = mask * kept[:, None]
+    masked = -(w * token_logp() * keep_mask).sum() / keep_mask.sum()
+    (g_mask,) = torch.autograd.grad(masked, logits)
+    torch.testing.assert_close(g_drop, g_mask)
+    zeroed = -(w * token_logp() * mask).sum() / mask.sum()
+    (g_zero,) = torch.autograd.grad(zeroed, logits)
+    kept_fraction = keep_mask.sum() / mask.sum()
+    torch.testing.assert_close(g_zero, g_drop * kept_fraction)
