@@ -3,7 +3,8 @@ have registered (plugin disabled by VERL_USE_EXTERNAL_PLUGINS, or the package no
 the driver runs). Without this, verl only fails after Ray start-up and model loading, with
 "Unknown advantage estimator".
 
-Two hooks call `check_registered`:
+Two hooks call `check_registered` (and then `check_options`, so a bad ``algorithm.minimal_rl`` value
+also fails before any rollout):
 - the SearchPathPlugin, on the command-line overrides, at config composition in the driver;
 - `RegistrationCheck`, a Hydra callback every preset installs, on the composed config (``on_run_start``
   runs before verl's ``main``).
@@ -78,6 +79,16 @@ def check_registered(estimator: str | None, loss_mode: str | None = None) -> Non
     )
 
 
+def check_options(block: Any) -> None:
+    """Validate an ``algorithm.minimal_rl`` block now instead of at the first advantage computation
+    (after rollouts). Only called once `check_registered` passed, so importing verl_ext is safe."""
+    if not block:
+        return
+    from verl_ext.options import read_options
+
+    read_options({"minimal_rl": block})
+
+
 def _override_values(overrides: Iterable[str]) -> dict[str, str]:
     values = {}
     for item in overrides:
@@ -100,6 +111,8 @@ def check_overrides(overrides: Iterable[str]) -> None:
         # every preset names one of our estimators: raft_pp* presets use `raft`
         estimator = "raft" if preset.startswith("raft") else preset
     check_registered(estimator, values.get("actor_rollout_ref.actor.policy_loss.loss_mode"))
+    prefix = "algorithm.minimal_rl."
+    check_options({k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
 
 
 class RegistrationCheck:
@@ -112,6 +125,7 @@ class RegistrationCheck:
         actor = (config.get("actor_rollout_ref") or {}).get("actor") or {}
         loss_mode = (actor.get("policy_loss") or {}).get("loss_mode")
         check_registered(algorithm.get("adv_estimator"), loss_mode)
+        check_options(algorithm.get("minimal_rl"))
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         self._check(config)

@@ -126,6 +126,19 @@ def test_callback_refuses_when_plugins_are_disabled(monkeypatch):
     RegistrationCheck().on_run_start(cfg)
 
 
+def test_bad_option_values_fail_before_the_run():
+    cfg = compose_preset("reinforce_rej", "algorithm.minimal_rl.reward_mapping=bogus")
+    with pytest.raises(ValueError, match="reward_mapping"):
+        RegistrationCheck().on_run_start(cfg)
+    from hydra_plugins.minimal_rl_searchpath.registration_check import check_overrides
+
+    with pytest.raises(ValueError, match="unknown key"):
+        check_overrides(["algorithm.adv_estimator=reinforce_rej", "+algorithm.minimal_rl.reward_maping=raw"])
+    with pytest.raises(ValueError, match="filter_mode"):
+        check_overrides(["+minimal_rl=raft", "algorithm.minimal_rl.filter_mode=bogus"])
+    check_overrides(["+minimal_rl=raft", "algorithm.minimal_rl.positive_threshold=0.5"])
+
+
 def _main_ppo(*args: str, env_update: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
