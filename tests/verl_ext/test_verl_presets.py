@@ -124,6 +124,10 @@ def test_callback_refuses_when_plugins_are_disabled(monkeypatch):
         assert type(error.value).__name__ == MinimalRLNotRegisteredError.__name__
     monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "minimal_rl,other")
     RegistrationCheck().on_run_start(cfg)
+    # the Ray workers' environment, when the config sets it
+    cfg = compose_preset("raft", "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_PLUGINS=none")
+    with pytest.raises(RuntimeError, match=r"ray_kwargs.ray_init.runtime_env.env_vars"):
+        RegistrationCheck().on_run_start(cfg)
 
 
 def test_bad_option_values_fail_before_the_run():
