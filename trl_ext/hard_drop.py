@@ -108,12 +108,13 @@ def drop_rejected_rows(
     accelerator: Any,
     rows_multiple: int,
     pad_token_id: int,
+    trim: bool = True,
 ) -> tuple[dict[str, Any], DropPlan]:
     """Return this rank's new batch holding only kept rows (plus filler rows), and the plan used.
 
     ``batch`` is the dict GRPOTrainer._generate_and_score_completions returns, with the loss mask in
     ``tool_mask`` already zero on rejected rows; ``keep`` is this rank's (B_local,) keep mask. Every rank
-    must call this (it gathers).
+    must call this (it gathers). ``trim=False`` keeps the padded widths (for ``pad_to_multiple_of``).
     """
     local_rows = int(keep.numel())
     layout = _row_layout(batch, local_rows)
@@ -137,6 +138,8 @@ def drop_rejected_rows(
     new_batch[LOSS_MASK_KEY] = new_batch[LOSS_MASK_KEY] * (~filler).unsqueeze(1).to(new_batch[LOSS_MASK_KEY].dtype)
     new_batch["advantages"] = torch.where(filler, torch.zeros_like(new_batch["advantages"]), new_batch["advantages"])
 
+    if not trim:
+        return new_batch, plan
     # Trim the token columns that are padding in every remaining row: this is where dropping saves compute
     # on top of the rows themselves (long rejected answers no longer set the padded width).
     prompt_used = torch.nonzero(new_batch["prompt_mask"].any(dim=0)).flatten()

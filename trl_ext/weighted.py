@@ -227,6 +227,7 @@ class WeightedGRPOTrainer(GRPOTrainer):
                 self.accelerator,
                 rows_multiple=self.args.steps_per_generation,
                 pad_token_id=self._tokenizer.pad_token_id,
+                trim=self.pad_to_multiple_of is None,  # trimming would break a padded width multiple
             )
             self._metrics[mode]["filter/rows_per_rank"].append(float(plan.rows_per_rank))
             self._metrics[mode]["filter/filler_rows"].append(float(plan.num_filler_total))
