@@ -289,3 +289,13 @@ def test_completions_table_has_weights_and_kept_column(tmp_path, tiny_tokenizer)
     assert table["kept"].tolist() == expected_kept
     for prompt, kept, advantage, reward in zip(table["prompt"], table["kept"], table["advantage"], table["fixed_reward"]):
         assert advantage == (0.0 if not kept else (1.0 if reward > 0 else -1.0)), prompt
+
+
+@pytest.mark.parametrize("hard_drop", [False, True])
+def test_evaluation_uses_the_same_selection(tmp_path, tiny_tokenizer, hard_drop):
+    trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, hard_drop=hard_drop,
+                           per_device_eval_batch_size=NUM_GENERATIONS * len(PROMPT_CORRECT))
+    metrics = trainer.evaluate(Dataset.from_dict({"prompt": list(PROMPT_CORRECT)}))
+    assert metrics["eval_filter/groups_mixed"] == pytest.approx(0.6)
+    assert metrics["eval_filter/samples_kept"] == 12.0
+    assert math.isfinite(metrics["eval_loss"])
