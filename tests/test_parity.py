@@ -1,0 +1,124 @@
+"""Cross-framework parity: the same scores and group ids give the same weights in verl and in TRL.
+
+verl side: the registered estimator, looked up by name through verl's own registry after a plain
+`import verl` (the `verl.plugins` entry point registers it), on a batch whose groups are shuffled and
+identified by uid strings. TRL side: the trainer's real `_generate_and_score_completions` on a tiny
+model, with a reward function that returns the same scores. verl's estimators run in "zero" mode, so a
+rejected sample is one with weight 0 there; TRL leaves it out of the loss mask.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("verl")
+pytest.importorskip("trl")
+
+N = 4
+NUM_GROUPS = 12
+TRL_TO_VERL = {  # RAFT++ is RAFT's weights with the PPO-clip loss: one verl estimator
+    "raft": "raft",
+    "raft_pp": "raft",
+    "reinforce": "reinforce",
+    "reinforce_rej": "reinforce_rej",
+    "reinforce_rej_std": "reinforce_rej_std",
+    "reinforce_remove_all_wrong": "reinforce_remove_all_wrong",
+    "reinforce_remove_all_correct": "reinforce_remove_all_correct",
+    "reinforce_mean_zero": "reinforce_mean_zero",
+}
+
+
+def _helpers():
+    name = "minimal_rl_tests_tiny_trl"
+    if name not in sys.modules:
+        path = Path(__file__).parent / "trl_ext" / "tiny_trl.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def score_table(seed: int) -> dict[str, list[float]]:
+    """12 prompts x 4 scores in {0, 0.5, 1}: every group kind, with the first three forced uniform/mixed."""
+    g = torch.Generator().manual_seed(seed)
+    scores = (torch.randint(0, 3, (NUM_GROUPS, N), generator=g).float() / 2.0).tolist()
+    scores[0], scores[1], scores[2] = [1.0] * N, [0.0] * N, [1.0, 0.0, 0.5, 0.0]
+    return {f"P{i}:": row for i, row in enumerate(scores)}
+
+
+def verl_weights(algorithm: str, scores: torch.Tensor, uids: list[str], options: dict) -> torch.Tensor:
+    import verl  # noqa: F401  (loads the minimal-rl plugin)
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+
+    length = 5
+    response_mask = torch.ones(len(scores), length)
+    response_mask[::3, 3:] = 0  # uneven response lengths
+    last = response_mask.sum(-1).long() - 1
+    token_level_rewards = torch.zeros(len(scores), length)
+    token_level_rewards[torch.arange(len(scores)), last] = scores  # verl puts the score on the last token
+    fn = get_adv_estimator_fn(TRL_TO_VERL[algorithm])
+    advantages, returns = fn(
+        token_level_rewards=token_level_rewards,
+        response_mask=response_mask,
+        index=uids,
+        config={"minimal_rl": options},
+    )
+    weights = advantages[torch.arange(len(scores)), 0]
+    torch.testing.assert_close(advantages, weights.unsqueeze(1) * response_mask)  # broadcast over tokens
+    return weights
+
+
+@pytest.mark.parametrize("options", [{}, {"positive_threshold": 0.5}, {"reward_mapping": "raw"}], ids=["default", "threshold", "raw"])
+@pytest.mark.parametrize("algorithm", list(TRL_TO_VERL))
+def test_verl_and_trl_give_identical_weights_and_keep_masks(tmp_path, algorithm, options):
+    from datasets import Dataset
+
+    from trl_ext import RaftConfig, RaftTrainer, ReinforceRejConfig, ReinforceRejTrainer
+
+    h = _helpers()
+    table = score_table(seed=len(algorithm))
+    # TRL: the trainer's own generation-and-scoring step, groups contiguous as TRL lays them out.
+    tokenizer = h.build_tokenizer()
+    if algorithm.startswith("raft"):
+        config_class, trainer_class = RaftConfig, RaftTrainer
+        extra = {"importance_sampling": algorithm == "raft_pp"}
+    else:
+        config_class, trainer_class = ReinforceRejConfig, ReinforceRejTrainer
+        extra = {"algorithm": algorithm}
+    args = h.tiny_config(config_class, tmp_path, per_device_train_batch_size=N * NUM_GROUPS, **extra, **options)
+    trainer = trainer_class(
+        h.build_model(tokenizer), h.make_fixed_reward(table), args=args,
+        train_dataset=Dataset.from_dict({"prompt": list(table)}), processing_class=tokenizer,
+    )
+    trainer.model.train()
+    rows = [{"prompt": p} for p in table for _ in range(N)]
+    batch = trainer._generate_and_score_completions(rows)
+    trl_weights = batch["advantages"].float()
+    trl_keep = batch["tool_mask"].any(dim=1)
+
+    # verl: the same scores, groups shuffled through the batch and named by uid strings.
+    scores = torch.tensor([table[r["prompt"]][i % N] for i, r in enumerate(rows)])
+    uids = [f"uid-{r['prompt']}" for r in rows]
+    perm = torch.randperm(len(rows), generator=torch.Generator().manual_seed(1))
+    verl_perm = verl_weights(algorithm, scores[perm], [uids[i] for i in perm], options)
+    verl_w = torch.empty_like(verl_perm)
+    verl_w[perm] = verl_perm
+
+    torch.testing.assert_close(verl_w, trl_weights, rtol=0, atol=1e-6)
+    assert torch.all(verl_w[~trl_keep] == 0), "a sample TRL leaves out has a non-zero weight in verl"
+    # The keep masks both frameworks apply come from the same place; check it against the spec's rules.
+    kinds = {p: (sum(s > options.get("positive_threshold", 0.0) for s in v)) for p, v in table.items()}
+    for i, r in enumerate(rows):
+        k = kinds[r["prompt"]]
+        correct = table[r["prompt"]][i % N] > options.get("positive_threshold", 0.0)
+        expected_keep = {
+            "raft": correct, "raft_pp": correct, "reinforce": True, "reinforce_mean_zero": True,
+            "reinforce_rej": 0 < k < N, "reinforce_rej_std": 0 < k < N,
+            "reinforce_remove_all_wrong": k > 0, "reinforce_remove_all_correct": k < N,
+        }[algorithm]
+        assert bool(trl_keep[i]) == expected_keep, (r["prompt"], i, algorithm)

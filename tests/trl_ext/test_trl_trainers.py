@@ -1,0 +1,301 @@
+"""RaftTrainer and ReinforceRejTrainer on a tiny random Llama: weights, masks, gradients, edge cases.
+
+Everything runs through TRL's real GRPOTrainer code paths (generation with transformers, reward gathering,
+the batch split, the loss); only the reward function is a fixed table so the outcome is deterministic.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pandas as pd
+import pytest
+import torch
+from datasets import Dataset
+
+from trl_ext import RaftConfig, RaftTrainer, ReinforceRejConfig, ReinforceRejTrainer
+from trl_ext.version import SKIP_CHECK_ENV, check_trl_version
+
+
+def _load_helpers():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "minimal_rl_tests_tiny_trl"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("tiny_trl.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+_h = _load_helpers()
+NUM_GENERATIONS, PROMPT_CORRECT = _h.NUM_GENERATIONS, _h.PROMPT_CORRECT
+build_model, make_fixed_reward, tiny_config = _h.build_model, _h.make_fixed_reward, _h.tiny_config
+
+S3 = math.sqrt(3.0) / 2.0  # 1 / std([1, 1, -1, -1]) with the unbiased std
+
+# Hand-computed (weight of a correct response, weight of a wrong response, kept?) for a group of 4 with
+# k correct, k = 0..4 (the spec's worked example; None where the group has no such response).
+EXPECTED = {
+    "raft": [(None, 0.0, False), (1.0, 0.0, None), (1.0, 0.0, None), (1.0, 0.0, None), (1.0, None, True)],
+    "reinforce": [(None, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, None, True)],
+    "reinforce_rej": [(None, 0.0, False), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (0.0, None, False)],
+    "reinforce_rej_std": [(None, 0.0, False), (1.0, -1.0, True), (S3, -S3, True), (1.0, -1.0, True), (0.0, None, False)],
+    "reinforce_remove_all_wrong": [
+        (None, 0.0, False), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, None, True)
+    ],
+    "reinforce_remove_all_correct": [
+        (None, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (0.0, None, False)
+    ],
+    "reinforce_mean_zero": [(None, 0.0, True), (1.5, -0.5, True), (1.0, -1.0, True), (0.5, -1.5, True), (0.0, None, True)],
+}
+EXPECTED["raft_pp"] = EXPECTED["raft"]
+
+
+def make_trainer(algorithm, tokenizer, output_dir, model=None, table=PROMPT_CORRECT, **overrides):
+    dataset = Dataset.from_dict({"prompt": list(table)})
+    model = model if model is not None else build_model(tokenizer)
+    overrides.setdefault("per_device_train_batch_size", NUM_GENERATIONS * len(table))
+    if algorithm in ("raft", "raft_pp"):
+        args = tiny_config(RaftConfig, output_dir, importance_sampling=algorithm == "raft_pp", **overrides)
+        trainer_class = RaftTrainer
+    else:
+        args = tiny_config(ReinforceRejConfig, output_dir, algorithm=algorithm, **overrides)
+        trainer_class = ReinforceRejTrainer
+    trainer = trainer_class(model, make_fixed_reward(table), args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.current_gradient_accumulation_steps = args.gradient_accumulation_steps  # set by Trainer's loop
+    trainer.model.train()
+    return trainer
+
+
+def generation_rows(table=PROMPT_CORRECT):
+    """The rows TRL's RepeatSampler hands one process: each prompt num_generations times in a row."""
+    return [{"prompt": prompt} for prompt in table for _ in range(NUM_GENERATIONS)]
+
+
+def generate(trainer, seed=0, table=PROMPT_CORRECT):
+    torch.manual_seed(seed)
+    return trainer._generate_and_score_completions(generation_rows(table))
+
+
+def gradient(trainer, batch):
+    trainer.model.zero_grad()
+    trainer.compute_loss(trainer.model, batch).backward()
+    return {name: p.grad.detach().clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
+
+
+def assert_same_gradients(a, b, rtol=1e-4, atol=1e-7):
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=atol, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------- version pin
+
+
+def test_version_pin_accepts_1_16_x_and_rejects_others(monkeypatch):
+    monkeypatch.delenv(SKIP_CHECK_ENV, raising=False)
+    for ok in ("1.16.0", "1.16.7", "1.16.1.dev0", "1.16.0rc1"):
+        check_trl_version(ok)
+    for bad in ("1.15.2", "1.17.0", "2.0.0", "0.29.1"):
+        with pytest.raises(ImportError, match=r"tested with TRL >=1\.16\.0,<1\.17\.0 but TRL " + bad.replace(".", r"\.")):
+            check_trl_version(bad)
+    monkeypatch.setenv(SKIP_CHECK_ENV, "1")
+    check_trl_version("1.17.0")  # downgraded to a warning
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "config_class, overrides, message",
+    [
+        (ReinforceRejConfig, {"scale_rewards": "group"}, "scale_rewards='group' is not supported"),
+        (ReinforceRejConfig, {"scale_rewards": True}, "scale_rewards='group' is not supported"),
+        (ReinforceRejConfig, {"loss_type": "grpo"}, "loss_type='grpo' cannot be used with 'reinforce_rej'"),
+        (ReinforceRejConfig, {"loss_type": "bnpo"}, "loss_type='bnpo' cannot be used"),
+        (RaftConfig, {"loss_type": "dr_grpo"}, "loss_type='dr_grpo' cannot be used with 'raft'"),
+        (RaftConfig, {"loss_type": "cispo"}, "not the paper's objective"),
+        (ReinforceRejConfig, {"algorithm": "grpo"}, "algorithm must be one of"),
+        (ReinforceRejConfig, {"algorithm": "raft"}, "algorithm must be one of"),
+        (ReinforceRejConfig, {"reward_mapping": "binary"}, "reward_mapping must be one of"),
+        (RaftConfig, {"multi_objective_aggregation": "normalize_then_sum"}, "multi_objective_aggregation"),
+    ],
+)
+def test_config_rejects_settings_that_break_the_algorithm(tmp_path, config_class, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(config_class, tmp_path, **overrides)
+
+
+def test_config_defaults_and_accepted_settings(tmp_path):
+    raft = tiny_config(RaftConfig, tmp_path)
+    assert (raft.num_generations, raft.scale_rewards, raft.loss_type, raft.minimal_rl_algorithm) == (4, "none", "dapo", "raft")
+    assert tiny_config(RaftConfig, tmp_path, importance_sampling=True).minimal_rl_algorithm == "raft_pp"
+    rrej = tiny_config(ReinforceRejConfig, tmp_path)
+    assert (rrej.algorithm, rrej.reward_mapping, rrej.hard_drop, rrej.positive_threshold) == ("reinforce_rej", "signed", False, 0.0)
+    # Nothing is left out by plain Reinforce, so any PPO-clip aggregation is exact.
+    assert tiny_config(ReinforceRejConfig, tmp_path, algorithm="reinforce", loss_type="grpo").loss_type == "grpo"
+
+
+def test_trainer_rejects_a_plain_grpo_config(tmp_path, tiny_tokenizer):
+    from trl import GRPOConfig
+
+    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=4, num_generations=4)
+    with pytest.raises(TypeError, match="RaftTrainer needs a RaftConfig"):
+        RaftTrainer(build_model(tiny_tokenizer), make_fixed_reward(), args=args, processing_class=tiny_tokenizer,
+                    train_dataset=Dataset.from_dict({"prompt": list(PROMPT_CORRECT)}))
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+@pytest.mark.parametrize("algorithm", sorted(EXPECTED))
+def test_worked_example_weights_through_the_trainer(tmp_path, tiny_tokenizer, algorithm):
+    trainer = make_trainer(algorithm, tiny_tokenizer, tmp_path)
+    batch = generate(trainer)
+    rows = generation_rows()
+    loss_mask = batch["completion_mask"] * batch["tool_mask"]
+    for i, row in enumerate(rows):
+        k = int(sum(PROMPT_CORRECT[row["prompt"]]))
+        correct = PROMPT_CORRECT[row["prompt"]][i % NUM_GENERATIONS] > 0
+        weight_correct, weight_wrong, kept = EXPECTED[algorithm][k]
+        expected_weight = weight_correct if correct else weight_wrong
+        expected_kept = kept if kept is not None else correct
+        assert batch["advantages"][i].item() == pytest.approx(expected_weight, abs=1e-5), (k, correct)
+        assert bool(batch["tool_mask"][i].any()) == expected_kept, (k, correct)
+    # "dapo" divides by the kept tokens of the generation batch, not all tokens.
+    assert batch["num_items_in_batch"].item() == loss_mask.sum().item()
+    metrics = trainer._metrics["train"]
+    kinds = (metrics["filter/groups_all_correct"][-1], metrics["filter/groups_all_wrong"][-1], metrics["filter/groups_mixed"][-1])
+    assert kinds == pytest.approx((0.2, 0.2, 0.6))
+    assert metrics["filter/samples_kept"][-1] == float(batch["tool_mask"].any(dim=1).sum())
+    assert metrics["filter/tokens_kept"][-1] == float(loss_mask.sum())
+    assert metrics["filter/accuracy"][-1] == pytest.approx(0.5)
+
+
+def test_positive_threshold_and_raw_mapping(tmp_path, tiny_tokenizer):
+    # Scores in {-1, +1}: threshold 0 still splits them; raw mapping passes the score through as the weight.
+    table = {"a": [1.0, -1.0, -1.0, -1.0], "b": [2.0, 2.0, 0.5, 0.5]}
+    trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, table=table, positive_threshold=1.0, reward_mapping="raw")
+    batch = generate(trainer, table=table)
+    # a: one correct (1.0 > 1.0 is False -> all wrong -> dropped); b: mixed at threshold 1, raw weights.
+    assert batch["advantages"].tolist() == pytest.approx([0, 0, 0, 0, 2.0, 2.0, 0.5, 0.5])
+
+
+# ---------------------------------------------------------------------------------------------- gradients
+
+
+def test_raft_gradient_is_nll_of_kept_tokens_and_equals_raft_pp_at_ratio_one(tmp_path, tiny_tokenizer):
+    model = build_model(tiny_tokenizer)
+    raft = make_trainer("raft", tiny_tokenizer, tmp_path / "raft", model=copy.deepcopy(model))
+    raft_pp = make_trainer("raft_pp", tiny_tokenizer, tmp_path / "pp", model=copy.deepcopy(model))
+    batch = generate(raft)
+    assert "old_per_token_logps" not in batch  # num_iterations=1: GRPOTrainer's ratio is exactly 1
+    grad_raft = gradient(raft, batch)
+    grad_pp = gradient(raft_pp, batch)
+    assert_same_gradients(grad_raft, grad_pp)
+
+    # By hand: mean of -log pi over the kept (correct) tokens of the batch.
+    reference = copy.deepcopy(model)
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    logits = reference(input_ids=ids, attention_mask=attention).logits[:, batch["prompt_ids"].size(1) - 1 : -1]
+    logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    mask = (batch["completion_mask"] * batch["tool_mask"]).float()
+    correct_rows = torch.tensor([PROMPT_CORRECT[r["prompt"]][i % 4] > 0 for i, r in enumerate(generation_rows())])
+    assert torch.equal(mask.any(dim=1), correct_rows)
+    nll = -(logps * mask).sum() / mask.sum()
+    nll.backward()
+    by_hand = {name: p.grad for name, p in reference.named_parameters() if p.grad is not None}
+    assert_same_gradients(grad_raft, by_hand, rtol=1e-4, atol=1e-6)
+    assert raft._metrics["train"]["raft/nll"][-1] == pytest.approx(nll.item(), rel=1e-5)
+
+
+def test_raft_ignores_the_ratio_when_old_logps_differ(tmp_path, tiny_tokenizer):
+    # With stale old log-probs (num_iterations > 1) RAFT++ clips / reweights, RAFT must not.
+    model = build_model(tiny_tokenizer)
+    raft = make_trainer("raft", tiny_tokenizer, tmp_path / "raft", model=copy.deepcopy(model))
+    raft_pp = make_trainer("raft_pp", tiny_tokenizer, tmp_path / "pp", model=copy.deepcopy(model))
+    batch = generate(raft)
+    fresh = gradient(raft, batch)
+    stale = dict(batch, old_per_token_logps=torch.full(batch["completion_ids"].shape, -50.0))
+    assert_same_gradients(gradient(raft, stale), fresh)
+    clipped = gradient(raft_pp, stale)  # every ratio is far above 1 + epsilon: RAFT++'s gradient vanishes
+    assert all(float(g.abs().max()) == 0.0 for g in clipped.values())
+
+
+@pytest.mark.parametrize("algorithm", ["raft", "reinforce_rej"])
+def test_mask_and_hard_drop_give_the_same_gradient(tmp_path, tiny_tokenizer, algorithm):
+    model = build_model(tiny_tokenizer)
+    masked = make_trainer(algorithm, tiny_tokenizer, tmp_path / "mask", model=copy.deepcopy(model))
+    dropped = make_trainer(algorithm, tiny_tokenizer, tmp_path / "drop", model=copy.deepcopy(model), hard_drop=True)
+    batch_masked, batch_dropped = generate(masked, seed=3), generate(dropped, seed=3)
+    kept = int(batch_masked["tool_mask"].any(dim=1).sum())
+    assert batch_dropped["completion_ids"].size(0) == kept < batch_masked["completion_ids"].size(0)
+    assert batch_dropped["num_items_in_batch"] == batch_masked["num_items_in_batch"]
+    assert_same_gradients(gradient(masked, batch_masked), gradient(dropped, batch_dropped))
+
+
+@pytest.mark.parametrize("algorithm", ["raft", "reinforce_rej"])
+def test_mask_and_hard_drop_same_update_through_train_with_micro_batches(tmp_path, tiny_tokenizer, algorithm):
+    # Full Trainer loop, 2 micro-batches per optimizer step (TRL shuffles and splits the generation batch):
+    # with plain SGD the parameter change is -lr * gradient, which must not depend on the drop mode.
+    model = build_model(tiny_tokenizer)
+    deltas = {}
+    for hard_drop in (False, True):
+        trainer = make_trainer(
+            algorithm, tiny_tokenizer, tmp_path / str(hard_drop), model=copy.deepcopy(model), hard_drop=hard_drop,
+            per_device_train_batch_size=10, gradient_accumulation_steps=2, optim="sgd", learning_rate=1.0,
+            lr_scheduler_type="constant", max_grad_norm=0.0, weight_decay=0.0,
+        )
+        trainer.train()
+        deltas[hard_drop] = {n: (p.detach() - dict(model.named_parameters())[n].detach()) for n, p in trainer.model.named_parameters()}
+        if hard_drop:
+            assert trainer.state.log_history[0]["filter/rows_per_rank"] < 20
+    assert any(float(d.abs().max()) > 0 for d in deltas[False].values())
+    assert_same_gradients(deltas[False], deltas[True], rtol=1e-4, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------- edge cases
+
+
+@pytest.mark.parametrize("hard_drop", [False, True])
+def test_step_where_every_group_is_rejected(tmp_path, tiny_tokenizer, hard_drop):
+    table = {p: [0.0] * NUM_GENERATIONS for p in ("x", "y")}  # all wrong: RAFT keeps nothing
+    model = build_model(tiny_tokenizer)
+    before = copy.deepcopy(model.state_dict())
+    trainer = make_trainer(
+        "raft", tiny_tokenizer, tmp_path, model=model, table=table, hard_drop=hard_drop,
+        optim="sgd", learning_rate=1.0, max_grad_norm=0.0, weight_decay=0.0,
+    )
+    trainer.train()
+    logs = trainer.state.log_history[0]
+    assert logs["loss"] == 0.0 and logs["filter/samples_kept"] == 0.0 and logs["filter/groups_all_wrong"] == 1.0
+    assert logs["raft/nll"] == 0.0
+    if hard_drop:
+        assert logs["filter/rows_per_rank"] == 1.0 and logs["filter/filler_rows"] == 1.0
+    for name, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(value, before[name], msg=name)  # zero gradient, no change
+
+
+def test_completions_table_has_weights_and_kept_column(tmp_path, tiny_tokenizer):
+    trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, log_completions=True)
+    trainer.train()
+    table = pd.read_parquet(tmp_path / "completions" / "completions_00001.parquet")
+    expected_kept = [0 < sum(PROMPT_CORRECT[p]) < NUM_GENERATIONS for p in table["prompt"]]
+    assert table["kept"].tolist() == expected_kept
+    for prompt, kept, advantage, reward in zip(table["prompt"], table["kept"], table["advantage"], table["fixed_reward"]):
+        assert advantage == (0.0 if not kept else (1.0 if reward > 0 else -1.0)), prompt
+
+
+@pytest.mark.parametrize("hard_drop", [False, True])
+def test_evaluation_uses_the_same_selection(tmp_path, tiny_tokenizer, hard_drop):
+    trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, hard_drop=hard_drop,
+                           per_device_eval_batch_size=NUM_GENERATIONS * len(PROMPT_CORRECT))
+    metrics = trainer.evaluate(Dataset.from_dict({"prompt": list(PROMPT_CORRECT)}))
+    assert metrics["eval_filter/groups_mixed"] == pytest.approx(0.6)
+    assert metrics["eval_filter/samples_kept"] == 12.0
+    assert math.isfinite(metrics["eval_loss"])

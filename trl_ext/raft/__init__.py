@@ -1,0 +1,4 @@
+from .config import RaftConfig
+from .trainer import RaftTrainer
+
+__all__ = ["RaftConfig", "RaftTrainer"]
