@@ -165,7 +165,6 @@ def test_every_algorithm_has_a_recipe():
     assert set(SCRIPTS) == set(EXPECTED)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_recipe_passes_verl_checks(composed, local_model, script, model):
