@@ -319,3 +319,12 @@ def test_bad_input_gives_clear_errors(tmp_path):
         prep.prepare_dataset("math500", str(tmp_path), input_path=str(empty))
     with pytest.raises(ValueError, match="unknown dataset"):
         prep.prepare_dataset("math5000", str(tmp_path), input_path=str(empty))
+
+
+def test_answer_check_in_worker_processes_matches_the_serial_check(shared_data):
+    """--num-proc > 1 (what a Numina-sized run uses) gives the serial verdicts, in order."""
+    answers = [r["answer"] for r in read_jsonl(shared_data / "math500.jsonl")][:160]
+    answers[7], answers[150] = "?", "np.arcsin(10/13)"  # two unparseable ones, in different chunks
+    serial = prep.check_answers(answers, "parse", num_proc=1)
+    assert [i for i, v in enumerate(serial) if v != 0] == [7, 150]
+    assert prep.check_answers(answers, "parse", num_proc=2, chunk=32) == serial
