@@ -3,7 +3,7 @@
 #
 # Environment variables (all optional):
 #   MODEL        qwen2.5-math-7b (default) | llama-3.2-3b-instruct | any HF name or local path
-#   DATA_DIR     where `minimal-rl prepare-data` wrote its files (default: data)
+#   DATA_DIR     where `minimal-rl prepare-data` wrote its files (default: ./data)
 #   MINI_BATCH   prompts per optimiser step: 512 (default, the paper) or 256 (the released scripts)
 #   N_GPUS       GPUs per node (default 8);  NNODES  nodes (default 1)
 #   ROLLOUT_TP   vLLM tensor parallel size (default 2 for the 7B model, 1 otherwise)
@@ -35,6 +35,8 @@ esac
 MODEL_TAG="$(basename "${MODEL_PATH}" | tr '[:upper:]' '[:lower:]')"
 
 DATA_DIR="${DATA_DIR:-data}"
+# Absolute, so verl's workers find the files whatever their working directory.
+[[ "${DATA_DIR}" == /* ]] || DATA_DIR="${PWD}/${DATA_DIR}"
 MINI_BATCH="${MINI_BATCH:-512}"
 N_GPUS="${N_GPUS:-8}"
 NNODES="${NNODES:-1}"

@@ -300,3 +300,11 @@ def test_typo_in_a_value_fails(local_model, bad_override, error):
     cfg = compose(recipe_overrides("grpo", "qwen2.5-math-7b", bad_override))
     with pytest.raises(Exception, match=error):
         check_like_main_ppo(cfg, local_model)
+
+
+def test_default_data_dir_is_data_under_the_working_directory(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATA_DIR"}
+    env["DRY_RUN"] = "1"
+    out = subprocess.run(["bash", str(RECIPES / "raft.sh")], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True, timeout=60).stdout.splitlines()
+    assert f"data.train_files={tmp_path}/data/numina_math/train.parquet" in out
