@@ -66,8 +66,12 @@ def normalize_answer(value: Any) -> str | None:
         parts = [p for p in (normalize_answer(v) for v in value) if p]
         return ", ".join(parts) if parts else None
     text = str(value).strip()
-    while len(text) >= 2 and text.startswith("$") and text.endswith("$"):
-        text = text[1:-1].strip()
+    for delimiter in ("$$", "$"):
+        inner = text[len(delimiter) : -len(delimiter)]
+        # "$x$" and "$$x$$" lose their delimiters; "$a$ and $b$" is not one formula and stays as is.
+        if len(text) > 2 * len(delimiter) and text.startswith(delimiter) and text.endswith(delimiter) and "$" not in inner:
+            text = inner.strip()
+            break
     return text or None
 
 

@@ -256,6 +256,8 @@ def test_normalize_answer_handles_olympiadbench_lists_and_dollars():
     assert prep.normalize_answer(["$2$"]) == "2"
     assert prep.normalize_answer(["$1$", "$-3$"]) == "1, -3"
     assert prep.normalize_answer("  $$x^2$$ ") == "x^2"
+    assert prep.normalize_answer("$a$ and $b$") == "$a$ and $b$"  # two formulas: left alone
+    assert prep.normalize_answer("$5") == "$5" and prep.normalize_answer("$") == "$"
     assert prep.normalize_answer([]) is None and prep.normalize_answer("  ") is None
 
 
