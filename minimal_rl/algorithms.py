@@ -46,7 +46,8 @@ def group_index(group_ids: Any) -> tuple[torch.Tensor, int]:
     """Map arbitrary group ids (verl's uid strings, ints, a tensor) to contiguous indices 0..G-1.
 
     Returns ``(index, num_groups)`` with ``index`` a LongTensor of shape (B,). Groups may be uneven in
-    size and need not be contiguous in the batch. A missing id (None / NaN) is an error: silently
+    size and need not be contiguous in the batch; which group gets which label is unspecified (object ids
+    such as verl's uid strings: order of first appearance). A missing id (None / NaN) is an error: silently
     merging such responses into one "group" would corrupt every group statistic.
     """
     if isinstance(group_ids, torch.Tensor):
@@ -60,14 +61,24 @@ def group_index(group_ids: Any) -> tuple[torch.Tensor, int]:
     if ids.size == 0:
         return torch.zeros(0, dtype=torch.long), 0
     if ids.dtype == object:
-        missing = np.fromiter((x is None or (isinstance(x, float) and x != x) for x in ids), bool, ids.size)
-        if missing.any():
+        # Hash-based factorisation in first-appearance order: O(B), no sort of Python objects (sorting
+        # verl's 4096 uuid strings costs ~1 ms per np.unique; this ~0.3 ms). For groups laid out
+        # contiguously it gives the same labels as the run-based path below.
+        codes: dict[Any, int] = {}
+        try:
+            index = np.fromiter((codes.setdefault(x, len(codes)) for x in ids.tolist()), np.int64, ids.size)
+        except TypeError as e:  # unhashable ids (lists, dicts, ...)
+            raise ValueError(f"group ids must be hashable (strings or integers): {e}") from None
+        # missing ids are checked on the G distinct keys, not the B responses
+        if any(k is None or (isinstance(k, float) and k != k) for k in codes):
+            missing = np.fromiter((x is None or (isinstance(x, float) and x != x) for x in ids), bool, ids.size)
             raise ValueError(
                 f"{int(missing.sum())} response(s) have no group id (None/NaN at positions "
                 f"{np.flatnonzero(missing)[:8].tolist()}); every response needs the id of its prompt "
                 "(verl: non_tensor_batch['uid'])"
             )
-    elif np.issubdtype(ids.dtype, np.floating):
+        return torch.from_numpy(index), len(codes)
+    if np.issubdtype(ids.dtype, np.floating):
         raise ValueError("group ids must be integers or strings, got floats")
 
     # Fast path: groups laid out contiguously (verl's `repeat(interleave=True)`, TRL's chunks).

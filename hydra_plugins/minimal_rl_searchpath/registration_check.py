@@ -3,7 +3,8 @@ have registered (plugin disabled by VERL_USE_EXTERNAL_PLUGINS, or the package no
 the driver runs). Without this, verl only fails after Ray start-up and model loading, with
 "Unknown advantage estimator".
 
-Two hooks call `check_registered`:
+Two hooks call `check_registered` (and then `check_options`, so a bad ``algorithm.minimal_rl`` value
+also fails before any rollout):
 - the SearchPathPlugin, on the command-line overrides, at config composition in the driver;
 - `RegistrationCheck`, a Hydra callback every preset installs, on the composed config (``on_run_start``
   runs before verl's ``main``).
@@ -36,21 +37,22 @@ class MinimalRLNotRegisteredError(RuntimeError):
     """A minimal-rl name is used but verl has not loaded the minimal-rl plugin."""
 
 
-def _plugin_policy_excludes_us() -> str | None:
-    policy = os.getenv("VERL_USE_EXTERNAL_PLUGINS", "auto").strip().lower()
+def _plugin_policy_excludes_us(policy: str | None, where: str) -> str | None:
+    policy = (policy or "auto").strip().lower()
     if policy == "auto":
         return None
     if policy == "none":
-        return "VERL_USE_EXTERNAL_PLUGINS=none disables verl's plugin loading"
+        return f"VERL_USE_EXTERNAL_PLUGINS=none {where} disables verl's plugin loading"
     allowed = {p.strip() for p in policy.split(",") if p.strip()}
     if ENTRY_POINT not in allowed:
-        return f"VERL_USE_EXTERNAL_PLUGINS={policy!r} does not list {ENTRY_POINT!r}"
+        return f"VERL_USE_EXTERNAL_PLUGINS={policy!r} {where} does not list {ENTRY_POINT!r}"
     return None
 
 
-def check_registered(estimator: str | None, loss_mode: str | None = None) -> None:
+def check_registered(estimator: str | None, loss_mode: str | None = None, worker_policy: str | None = None) -> None:
     """Raise `MinimalRLNotRegisteredError` if ``estimator`` / ``loss_mode`` is one of ours and verl (as
-    imported in this process) lacks it, or the plugin policy would keep it from verl's workers."""
+    imported in this process) lacks it, or the plugin policy would keep it from verl's workers
+    (``worker_policy``: VERL_USE_EXTERNAL_PLUGINS as set in Ray's runtime_env, if any)."""
     wanted = []
     if estimator is not None and str(estimator).lower() in ESTIMATOR_NAMES:
         wanted.append(("advantage estimator", str(estimator).lower(), "ADV_ESTIMATOR_REGISTRY"))
@@ -58,7 +60,9 @@ def check_registered(estimator: str | None, loss_mode: str | None = None) -> Non
         wanted.append(("policy loss", str(loss_mode), "POLICY_LOSS_REGISTRY"))
     if not wanted:
         return
-    reason = _plugin_policy_excludes_us()
+    reason = _plugin_policy_excludes_us(os.getenv("VERL_USE_EXTERNAL_PLUGINS"), "(in this environment)")
+    if reason is None and worker_policy is not None:
+        reason = _plugin_policy_excludes_us(str(worker_policy), "(in ray_kwargs.ray_init.runtime_env.env_vars)")
     core_algos = sys.modules.get("verl.trainer.ppo.core_algos")
     if reason is None and core_algos is not None:
         missing = [w for w in wanted if w[1] not in getattr(core_algos, w[2], {})]
@@ -76,6 +80,16 @@ def check_registered(estimator: str | None, loss_mode: str | None = None) -> Non
         "minimal-rl[verl]` in the environment of the driver and of every Ray worker, and leave "
         f"VERL_USE_EXTERNAL_PLUGINS unset (or 'auto', or a list containing {ENTRY_POINT!r})."
     )
+
+
+def check_options(block: Any) -> None:
+    """Validate an ``algorithm.minimal_rl`` block now instead of at the first advantage computation
+    (after rollouts). Only called once `check_registered` passed, so importing verl_ext is safe."""
+    if not block:
+        return
+    from verl_ext.options import read_options
+
+    read_options({"minimal_rl": block})
 
 
 def _override_values(overrides: Iterable[str]) -> dict[str, str]:
@@ -100,6 +114,8 @@ def check_overrides(overrides: Iterable[str]) -> None:
         # every preset names one of our estimators: raft_pp* presets use `raft`
         estimator = "raft" if preset.startswith("raft") else preset
     check_registered(estimator, values.get("actor_rollout_ref.actor.policy_loss.loss_mode"))
+    prefix = "algorithm.minimal_rl."
+    check_options({k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
 
 
 class RegistrationCheck:
@@ -111,7 +127,10 @@ class RegistrationCheck:
         algorithm = config.get("algorithm") or {}
         actor = (config.get("actor_rollout_ref") or {}).get("actor") or {}
         loss_mode = (actor.get("policy_loss") or {}).get("loss_mode")
-        check_registered(algorithm.get("adv_estimator"), loss_mode)
+        ray_env = (((config.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env") or {}).get("env_vars")
+        worker_policy = (ray_env or {}).get("VERL_USE_EXTERNAL_PLUGINS")
+        check_registered(algorithm.get("adv_estimator"), loss_mode, worker_policy)
+        check_options(algorithm.get("minimal_rl"))
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         self._check(config)

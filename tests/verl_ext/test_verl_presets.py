@@ -124,6 +124,23 @@ def test_callback_refuses_when_plugins_are_disabled(monkeypatch):
         assert type(error.value).__name__ == MinimalRLNotRegisteredError.__name__
     monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "minimal_rl,other")
     RegistrationCheck().on_run_start(cfg)
+    # the Ray workers' environment, when the config sets it
+    cfg = compose_preset("raft", "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_PLUGINS=none")
+    with pytest.raises(RuntimeError, match=r"ray_kwargs.ray_init.runtime_env.env_vars"):
+        RegistrationCheck().on_run_start(cfg)
+
+
+def test_bad_option_values_fail_before_the_run():
+    cfg = compose_preset("reinforce_rej", "algorithm.minimal_rl.reward_mapping=bogus")
+    with pytest.raises(ValueError, match="reward_mapping"):
+        RegistrationCheck().on_run_start(cfg)
+    from hydra_plugins.minimal_rl_searchpath.registration_check import check_overrides
+
+    with pytest.raises(ValueError, match="unknown key"):
+        check_overrides(["algorithm.adv_estimator=reinforce_rej", "+algorithm.minimal_rl.reward_maping=raw"])
+    with pytest.raises(ValueError, match="filter_mode"):
+        check_overrides(["+minimal_rl=raft", "algorithm.minimal_rl.filter_mode=bogus"])
+    check_overrides(["+minimal_rl=raft", "algorithm.minimal_rl.positive_threshold=0.5"])
 
 
 def _main_ppo(*args: str, env_update: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -135,7 +152,6 @@ def _main_ppo(*args: str, env_update: dict[str, str] | None = None) -> subproces
     )
 
 
-@pytest.mark.slow
 def test_main_ppo_cfg_job_prints_our_estimator(tmp_path):
     proc = _main_ppo("+minimal_rl=reinforce_rej", "--cfg", "job")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -146,7 +162,6 @@ def test_main_ppo_cfg_job_prints_our_estimator(tmp_path):
     assert job["actor_rollout_ref"]["rollout"]["n"] == 4
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("args", [("algorithm.adv_estimator=reinforce_rej",), ("+minimal_rl=raft",)])
 def test_main_ppo_fails_early_with_the_fix_when_plugins_are_off(args):
     """With verl's plugin loading off, main_ppo stops at config composition (no Ray, no model) with
@@ -158,7 +173,6 @@ def test_main_ppo_fails_early_with_the_fix_when_plugins_are_off(args):
     assert "ray init" not in proc.stdout
 
 
-@pytest.mark.slow
 def test_failed_registration_is_logged_at_error_level():
     """verl logs a failing plugin at DEBUG; ours says so at ERROR, with the traceback."""
     code = (
@@ -172,3 +186,53 @@ def test_failed_registration_is_logged_at_error_level():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ERROR" in proc.stderr and "minimal-rl: registering the verl estimators" in proc.stderr
     assert "already been registered" in proc.stderr
+
+
+@pytest.mark.slow
+def test_built_wheel_ships_presets_plugin_and_entry_point(tmp_path):
+    """The installed distribution (not the editable checkout) carries the presets, the Hydra plugin
+    and the entry point: build the wheel from a copy of the sources, install it into a directory
+    that shadows the checkout, and compose a preset through main_ppo from there."""
+    import shutil
+    import zipfile
+
+    root = Path(__file__).resolve().parents[2]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    for package in ("minimal_rl", "verl_ext", "trl_ext", "hydra_plugins"):
+        if (root / package).exists():
+            shutil.copytree(root / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("minimal_rl-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"verl_ext/config/minimal_rl/{p}.yaml" for p in PRESETS} <= names
+    assert "hydra_plugins/minimal_rl_searchpath/searchpath.py" in names
+    assert "hydra_plugins/__init__.py" not in names  # namespace package, shared with other plugins
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "[verl.plugins]\nminimal_rl = verl_ext" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+    target = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    code = (
+        "import sys, runpy\n"
+        "import verl_ext, hydra_plugins.minimal_rl_searchpath as h\n"
+        f"assert verl_ext.__file__.startswith({str(target)!r}), verl_ext.__file__\n"
+        f"assert h.__file__.startswith({str(target)!r}), h.__file__\n"
+        "sys.argv = ['main_ppo', '+minimal_rl=raft_pp_clip_higher', '--cfg', 'job']\n"
+        "runpy.run_module('verl.trainer.main_ppo', run_name='__main__')\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(target), "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
+    proc = subprocess.run(  # cwd away from the checkout, so "" on sys.path does not find it
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = yaml.safe_load(proc.stdout)
+    assert job["algorithm"]["adv_estimator"] == "raft"
+    assert job["actor_rollout_ref"]["actor"]["clip_ratio_high"] == 0.28
+
