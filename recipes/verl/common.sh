@@ -57,6 +57,7 @@ paper_overrides() {
     "data.max_prompt_length=1024"
     "data.max_response_length=3072"
     "data.filter_overlong_prompts=true"
+    "data.filter_overlong_prompts_workers=8"  # verl tokenizes every prompt once at start-up (~860k here)
     "data.truncation=error"
     # Policy and optimiser: AdamW, constant lr 1e-6.
     "actor_rollout_ref.model.path=${MODEL_PATH}"
