@@ -14,7 +14,9 @@ import sys
 from minimal_rl import __version__
 
 # name -> (module that defines `add_arguments(parser)` and `run(args) -> int`, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "prepare-data": ("minimal_rl.data", "write the paper's training/evaluation sets in verl's and TRL's formats"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
