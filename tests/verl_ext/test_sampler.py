@@ -383,3 +383,46 @@ def test_token_mean_loss_after_drop_is_the_loss_on_kept_samples():
     assert torch.allclose(g_zero, g_drop * kept_frac, atol=1e-7)
     # Plain agg_loss on an all-zero mask would be 0/0: the placeholder rule exists for this.
     assert torch.isnan(agg_loss(torch.ones(1, 2), torch.zeros(1, 2), "token-mean"))
+
+
+SAMPLER_OVERRIDES = [
+    "algorithm.adv_estimator=reinforce_rej",
+    "+algorithm.minimal_rl.filter_mode=drop",
+    "+algorithm.minimal_rl.positive_threshold=0.0",
+    "+algorithm.minimal_rl.reward_mapping=signed",
+    "trainer.v1.sampler.custom_sampler.path=pkg://verl_ext.sampler",
+    "trainer.v1.sampler.custom_sampler.name=MinimalRLSampler",
+    "+trainer.v1.sampler.sampler_kwargs.algorithm=${algorithm.adv_estimator}",
+    "+trainer.v1.sampler.sampler_kwargs.filter_mode=${algorithm.minimal_rl.filter_mode}",
+    "+trainer.v1.sampler.sampler_kwargs.positive_threshold=${algorithm.minimal_rl.positive_threshold}",
+    "+trainer.v1.sampler.sampler_kwargs.reward_mapping=${algorithm.minimal_rl.reward_mapping}",
+    "+trainer.v1.sampler.sampler_kwargs.filter_groups=${algorithm.filter_groups}",
+    "+trainer.v1.sampler.sampler_kwargs.train_batch_size=${data.train_batch_size}",
+    "+trainer.v1.sampler.sampler_kwargs.gen_batch_size=${oc.select:data.gen_batch_size,null}",
+    "+trainer.v1.sampler.sampler_kwargs.sync_refill_failed_groups=${trainer.v1.sampler.sync_refill_failed_groups}",
+    "data.train_batch_size=4",
+]
+
+
+def test_verl_builds_the_sampler_from_its_own_config():
+    """verl's real config (ppo_trainer.yaml) + the documented keys, built by verl's own
+    `PPOTrainer._build_replay_buffer` (called on a stand-in holding only what it reads)."""
+    from types import SimpleNamespace
+
+    from hydra import compose, initialize_config_module
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=SAMPLER_OVERRIDES)
+    rollout = Rollout([[0, 1, 1, 1]])
+    trainer = SimpleNamespace(config=config, trainer_mode="sync", _add_prompts_to_generate=rollout)
+    sampler = PPOTrainer._build_replay_buffer(trainer)
+    assert type(sampler).__name__ == "MinimalRLReplayBuffer"
+    assert sampler.options.algorithm == "reinforce_rej" and sampler.options.filter_mode == "drop"
+    assert sampler.options.train_batch_size == 4 and sampler.filter_groups_metric is None
+
+    uids = put_groups(EXAMPLE)
+    sampler.poll_interval = 0.01
+    batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
+    assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
+    assert metrics["minimal_rl/groups_mixed"] == 0.5
