@@ -426,3 +426,39 @@ def test_verl_builds_the_sampler_from_its_own_config():
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
     assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
     assert metrics["minimal_rl/groups_mixed"] == 0.5
+
+
+def test_multi_output_sessions_follow_their_final_output():
+    """An agent loop may write several outputs per session ({uid}_{session}_{index}); verl's estimators score
+    a session by its final output, and the sampler keeps or drops the session's rows together."""
+    uid = uuid.uuid4().hex
+    rows = {  # session 0: final output correct; session 1: final output wrong (its first output "correct")
+        f"{uid}_0_0": 0.0, f"{uid}_0_1": 1.0, f"{uid}_1_0": 1.0, f"{uid}_1_1": 0.0,
+    }
+    fields, tags = [], []
+    for key, score in rows.items():
+        rm_scores = torch.zeros(5)
+        rm_scores[-1] = score
+        fields.append({"responses": torch.arange(5), "response_mask": torch.ones(5, dtype=torch.int64), "rm_scores": rm_scores})
+        tags.append({"status": "success", "prompt_len": 3, "response_len": 5, "seq_len": 8, "global_steps": 1})
+    tq.kv_batch_put(keys=list(rows), partition_id=PART, fields=list_of_dict_to_tensordict(fields), tags=tags)
+    tq.kv_batch_put(keys=[uid], partition_id=PART, tags=[{"is_prompt": True, "status": "finished", "global_steps": 1}])
+    batch, metrics = make_sampler("raft").sample(global_steps=1, partition_id=PART, batch_size=1)
+    assert set(batch.keys) == {f"{uid}_0_0", f"{uid}_0_1"}
+    assert metrics["minimal_rl/accuracy_before_filter"] == 0.5  # per session, not per output
+    assert metrics["minimal_rl/tokens_kept"] == 10.0
+
+
+def test_no_rewards_at_sampling_time_means_nothing_is_dropped(caplog):
+    """A colocated reward model scores after sampling: no rm_scores yet, so the sampler cannot filter."""
+    uid = uuid.uuid4().hex
+    keys = [f"{uid}_{s}_0" for s in range(2)]
+    fields = [{"responses": torch.arange(4), "response_mask": torch.ones(4, dtype=torch.int64)} for _ in keys]
+    tags = [{"status": "success", "prompt_len": 3, "response_len": 4, "seq_len": 7, "global_steps": 1} for _ in keys]
+    tq.kv_batch_put(keys=keys, partition_id=PART, fields=list_of_dict_to_tensordict(fields), tags=tags)
+    tq.kv_batch_put(keys=[uid], partition_id=PART, tags=[{"is_prompt": True, "status": "finished", "global_steps": 1}])
+    with caplog.at_level(logging.WARNING, logger="verl_ext.sampler"):
+        batch, metrics = make_sampler("raft").sample(global_steps=1, partition_id=PART, batch_size=1)
+    assert set(batch.keys) == set(keys)
+    assert metrics["minimal_rl/filter_unavailable"] == 1.0
+    assert any("no rm_scores at sampling time" in r.message for r in caplog.records)
