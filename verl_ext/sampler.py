@@ -25,6 +25,8 @@ the options travel there, normally as interpolations of the algorithm config (th
       train_batch_size: ${data.train_batch_size}
       gen_batch_size: ${oc.select:data.gen_batch_size,null}
       sync_refill_failed_groups: ${trainer.v1.sampler.sync_refill_failed_groups}
+      ppo_mini_batch_size: ${actor_rollout_ref.actor.ppo_mini_batch_size}  # optional, padding metrics
+      rollout_n: ${actor_rollout_ref.rollout.n}                            # optional, padding metrics
 
 Modes:
     drop    rejected responses (RAFT / RAFT++) or groups (Reinforce-Rej and ablations) leave the batch and
@@ -149,6 +151,16 @@ class SamplerOptions:
     filter_groups: dict = field(default_factory=dict)
     train_batch_size: int | None = None
     sync_refill_failed_groups: bool = False
+    # verl pads the batch to a multiple of ppo_mini_batch_size x rollout.n rows (and dp size); given both,
+    # the sampler reports how many padding rows that will be.
+    ppo_mini_batch_size: int | None = None
+    rollout_n: int | None = None
+
+    @property
+    def mini_batch_rows(self) -> int | None:
+        if self.ppo_mini_batch_size and self.rollout_n:
+            return int(self.ppo_mini_batch_size) * int(self.rollout_n)
+        return None
 
     @property
     def dapo_metric(self) -> str | None:
@@ -174,6 +186,8 @@ class SamplerOptions:
             "train_batch_size",
             "gen_batch_size",
             "sync_refill_failed_groups",
+            "ppo_mini_batch_size",
+            "rollout_n",
         }
         unknown = set(raw) - known
         if unknown:
@@ -208,6 +222,8 @@ class SamplerOptions:
             filter_groups=dict(_default(raw.get("filter_groups"), {})),
             train_batch_size=None if raw.get("train_batch_size") is None else int(raw["train_batch_size"]),
             sync_refill_failed_groups=bool(_default(raw.get("sync_refill_failed_groups"), False)),
+            ppo_mini_batch_size=None if raw.get("ppo_mini_batch_size") is None else int(raw["ppo_mini_batch_size"]),
+            rollout_n=None if raw.get("rollout_n") is None else int(raw["rollout_n"]),
         )
 
 
@@ -562,6 +578,11 @@ class _MinimalRLFilterMixin:
             p + "placeholder_samples": float(placeholder),
             p + "weight_mean": float(result.metrics()["weight_mean"]),
         }
+        multiple = self.options.mini_batch_rows
+        if multiple:
+            # What verl's upsample_batch_to_divisible_size will add (exact when dp size divides the mini-batch).
+            metrics[p + "padding_samples"] = float((-len(batch)) % multiple)
+            metrics[p + "mini_batches"] = float(math.ceil(len(batch) / multiple))
         return FilterOutcome(batch, metrics)
 
 

@@ -131,7 +131,7 @@ EXPECTED_KEPT = {
 @pytest.mark.parametrize("algorithm", sorted(EXPECTED_KEPT))
 def test_drop_keeps_exactly_what_the_spec_says(algorithm):
     uids = put_groups(EXAMPLE)
-    sampler = make_sampler(algorithm)
+    sampler = make_sampler(algorithm, ppo_mini_batch_size=2, rollout_n=4)
     assert isinstance(sampler, ReplayBuffer) and not isinstance(sampler, ReplayBufferAsync)
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
 
@@ -154,6 +154,9 @@ def test_drop_keeps_exactly_what_the_spec_says(algorithm):
         sum(lengths[k] for k in expected) / sum(lengths.values())
     )
     assert metrics["minimal_rl/all_rejected"] == 0.0
+    # verl pads to a multiple of 2 prompts x 4 responses = 8 rows: RAFT's 8 kept rows need none, 12 need 4.
+    assert metrics["minimal_rl/padding_samples"] == (-len(expected)) % 8
+    assert metrics["minimal_rl/mini_batches"] == -(-len(expected) // 8)
 
 
 def test_signed_scores_give_the_same_keep_as_binary():
@@ -400,7 +403,11 @@ SAMPLER_OVERRIDES = [
     "+trainer.v1.sampler.sampler_kwargs.train_batch_size=${data.train_batch_size}",
     "+trainer.v1.sampler.sampler_kwargs.gen_batch_size=${oc.select:data.gen_batch_size,null}",
     "+trainer.v1.sampler.sampler_kwargs.sync_refill_failed_groups=${trainer.v1.sampler.sync_refill_failed_groups}",
+    "+trainer.v1.sampler.sampler_kwargs.ppo_mini_batch_size=${actor_rollout_ref.actor.ppo_mini_batch_size}",
+    "+trainer.v1.sampler.sampler_kwargs.rollout_n=${actor_rollout_ref.rollout.n}",
     "data.train_batch_size=4",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+    "actor_rollout_ref.rollout.n=4",
 ]
 
 
@@ -426,6 +433,7 @@ def test_verl_builds_the_sampler_from_its_own_config():
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
     assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
     assert metrics["minimal_rl/groups_mixed"] == 0.5
+    assert sampler.options.mini_batch_rows == 8 and metrics["minimal_rl/padding_samples"] == 0.0
 
 
 def test_multi_output_sessions_follow_their_final_output():
