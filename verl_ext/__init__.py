@@ -1,1 +1,37 @@
-"""verl plugin of minimal-rl (registrations arrive with the verl work)."""
+"""verl plugin of minimal-rl: advantage estimators, the RAFT policy loss and Hydra presets.
+
+verl imports this package at ``import verl`` in every process through the ``verl.plugins`` entry
+point (pyproject.toml), which registers:
+
+- advantage estimators ``raft``, ``reinforce``, ``reinforce_rej``, ``reinforce_rej_std``,
+  ``reinforce_remove_all_wrong``, ``reinforce_remove_all_correct``, ``reinforce_mean_zero``
+  (`verl_ext.estimators`);
+- the policy loss ``raft`` (`verl_ext.losses`).
+
+verl swallows a failing plugin import at DEBUG level, so a broken registration would only surface
+much later as "Unknown advantage estimator". We log it at ERROR, with the traceback, and re-raise.
+"""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+PACKAGE = "minimal-rl"
+INSTALL_HINT = (
+    "install the verl extra (`pip install minimal-rl[verl]`) in the environment of every process "
+    "(driver and Ray workers), and make sure VERL_USE_EXTERNAL_PLUGINS is unset, 'auto', or lists "
+    "'minimal_rl'"
+)
+
+try:
+    from . import estimators, losses  # noqa: F401  (registration happens at import)
+    from .estimators import ESTIMATOR_NAMES
+except Exception:
+    logger.error("%s: registering the verl estimators and losses failed; %s", PACKAGE, INSTALL_HINT, exc_info=True)
+    raise
+
+LOSS_NAMES: tuple[str, ...] = ("raft",)
+
+__all__ = ["ESTIMATOR_NAMES", "LOSS_NAMES", "INSTALL_HINT"]

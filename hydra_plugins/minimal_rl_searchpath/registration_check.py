@@ -1,0 +1,120 @@
+"""Fail early, with the fix, when a verl run names a minimal-rl estimator or loss that verl does not
+have registered (plugin disabled by VERL_USE_EXTERNAL_PLUGINS, or the package not installed where
+the driver runs). Without this, verl only fails after Ray start-up and model loading, with
+"Unknown advantage estimator".
+
+Two hooks call `check_registered`:
+- the SearchPathPlugin, on the command-line overrides, at config composition in the driver;
+- `RegistrationCheck`, a Hydra callback every preset installs, on the composed config (``on_run_start``
+  runs before verl's ``main``).
+
+Light on purpose (Hydra imports it for every Hydra application): no torch, no verl import.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Iterable
+
+# Kept in sync with verl_ext.ESTIMATOR_NAMES / LOSS_NAMES (a test checks it). Not imported from
+# verl_ext: importing that would register the estimators in this process and hide the problem.
+ESTIMATOR_NAMES = (
+    "raft",
+    "reinforce",
+    "reinforce_rej",
+    "reinforce_rej_std",
+    "reinforce_remove_all_wrong",
+    "reinforce_remove_all_correct",
+    "reinforce_mean_zero",
+)
+LOSS_NAMES = ("raft",)
+ENTRY_POINT = "minimal_rl"  # name in the verl.plugins entry-point group
+
+
+class MinimalRLNotRegisteredError(RuntimeError):
+    """A minimal-rl name is used but verl has not loaded the minimal-rl plugin."""
+
+
+def _plugin_policy_excludes_us() -> str | None:
+    policy = os.getenv("VERL_USE_EXTERNAL_PLUGINS", "auto").strip().lower()
+    if policy == "auto":
+        return None
+    if policy == "none":
+        return "VERL_USE_EXTERNAL_PLUGINS=none disables verl's plugin loading"
+    allowed = {p.strip() for p in policy.split(",") if p.strip()}
+    if ENTRY_POINT not in allowed:
+        return f"VERL_USE_EXTERNAL_PLUGINS={policy!r} does not list {ENTRY_POINT!r}"
+    return None
+
+
+def check_registered(estimator: str | None, loss_mode: str | None = None) -> None:
+    """Raise `MinimalRLNotRegisteredError` if ``estimator`` / ``loss_mode`` is one of ours and verl (as
+    imported in this process) lacks it, or the plugin policy would keep it from verl's workers."""
+    wanted = []
+    if estimator is not None and str(estimator).lower() in ESTIMATOR_NAMES:
+        wanted.append(("advantage estimator", str(estimator).lower(), "ADV_ESTIMATOR_REGISTRY"))
+    if loss_mode is not None and str(loss_mode) in LOSS_NAMES:
+        wanted.append(("policy loss", str(loss_mode), "POLICY_LOSS_REGISTRY"))
+    if not wanted:
+        return
+    reason = _plugin_policy_excludes_us()
+    core_algos = sys.modules.get("verl.trainer.ppo.core_algos")
+    if reason is None and core_algos is not None:
+        missing = [w for w in wanted if w[1] not in getattr(core_algos, w[2], {})]
+        if missing:
+            reason = (
+                "the minimal-rl verl plugin did not register "
+                + ", ".join(f"{kind} {name!r}" for kind, name, _ in missing)
+                + " (see the ERROR logged by verl_ext above, if any)"
+            )
+    if reason is None:
+        return
+    kind, name, _ = wanted[0]
+    raise MinimalRLNotRegisteredError(
+        f"{kind} {name!r} comes from the minimal-rl package, but {reason}. Fix: `pip install "
+        "minimal-rl[verl]` in the environment of the driver and of every Ray worker, and leave "
+        f"VERL_USE_EXTERNAL_PLUGINS unset (or 'auto', or a list containing {ENTRY_POINT!r})."
+    )
+
+
+def _override_values(overrides: Iterable[str]) -> dict[str, str]:
+    values = {}
+    for item in overrides:
+        if "=" not in item or item.startswith("-"):
+            continue
+        key, value = item.split("=", 1)
+        values[key.lstrip("+~")] = value.strip().strip("'\"")
+    return values
+
+
+def check_overrides(overrides: Iterable[str]) -> None:
+    """`check_registered` on Hydra command-line overrides (``algorithm.adv_estimator=...``,
+    ``+minimal_rl=<preset>``, ``...policy_loss.loss_mode=raft``). Outside a verl run: no-op."""
+    if "verl" not in sys.modules:
+        return
+    values = _override_values(overrides)
+    estimator = values.get("algorithm.adv_estimator")
+    preset = values.get("minimal_rl")
+    if estimator is None and preset:
+        # every preset names one of our estimators: raft_pp* presets use `raft`
+        estimator = "raft" if preset.startswith("raft") else preset
+    check_registered(estimator, values.get("actor_rollout_ref.actor.policy_loss.loss_mode"))
+
+
+class RegistrationCheck:
+    """Hydra callback (``hydra.callbacks.minimal_rl_registration_check``) set by every preset."""
+
+    def _check(self, config: Any) -> None:
+        if "verl" not in sys.modules:
+            return
+        algorithm = config.get("algorithm") or {}
+        actor = (config.get("actor_rollout_ref") or {}).get("actor") or {}
+        loss_mode = (actor.get("policy_loss") or {}).get("loss_mode")
+        check_registered(algorithm.get("adv_estimator"), loss_mode)
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self._check(config)

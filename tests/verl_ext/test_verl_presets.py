@@ -1,0 +1,174 @@
+"""Hydra presets (``+minimal_rl=<name>``) composed with verl's own ``ppo_trainer`` config, checked with
+verl's ``validate_config``, and the early failure when the plugin is disabled."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import verl
+from hydra import compose, initialize_config_dir
+from verl import DataProto
+from verl.trainer.ppo.ray_trainer import compute_advantage
+from verl.trainer.ppo.utils import need_critic, need_reference_policy
+from verl.utils.config import omega_conf_to_dataclass, validate_config
+
+from hydra_plugins.minimal_rl_searchpath.registration_check import MinimalRLNotRegisteredError, RegistrationCheck
+
+VERL_CONFIG_DIR = str(Path(verl.__file__).parent / "trainer" / "config")
+PRESET_DIR = Path(__file__).resolve().parents[2] / "verl_ext" / "config" / "minimal_rl"
+
+# preset -> (estimator, policy loss, clip_ratio_high)
+PRESETS = {
+    "raft": ("raft", "raft", 0.2),
+    "raft_pp": ("raft", "vanilla", 0.2),
+    "raft_pp_clip_higher": ("raft", "vanilla", 0.28),
+    "reinforce": ("reinforce", "vanilla", 0.2),
+    "reinforce_rej": ("reinforce_rej", "vanilla", 0.2),
+    "reinforce_rej_std": ("reinforce_rej_std", "vanilla", 0.2),
+    "reinforce_remove_all_wrong": ("reinforce_remove_all_wrong", "vanilla", 0.2),
+    "reinforce_remove_all_correct": ("reinforce_remove_all_correct", "vanilla", 0.2),
+    "reinforce_mean_zero": ("reinforce_mean_zero", "vanilla", 0.2),
+}
+# What a user adds anyway (micro batch sizes have no default in verl).
+USER_OVERRIDES = [
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4",
+]
+
+
+def compose_preset(preset: str, *extra: str):
+    with initialize_config_dir(config_dir=VERL_CONFIG_DIR, version_base=None):
+        return compose("ppo_trainer", overrides=[f"+minimal_rl={preset}", *USER_OVERRIDES, *extra])
+
+
+def test_every_preset_file_is_tested():
+    assert {p.stem for p in PRESET_DIR.glob("*.yaml")} == set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_composes_and_validates(preset):
+    estimator, loss, clip_high = PRESETS[preset]
+    cfg = compose_preset(preset)
+    actor = cfg.actor_rollout_ref.actor
+    assert cfg.algorithm.adv_estimator == estimator
+    assert actor.policy_loss.loss_mode == loss
+    assert actor.clip_ratio_high == clip_high and actor.clip_ratio_low == 0.2
+    assert actor.loss_agg_mode == "token-mean"
+    assert actor.use_kl_loss is False and actor.kl_loss_type == "low_var_kl" and actor.kl_loss_coef == 0.001
+    assert cfg.actor_rollout_ref.rollout.n == 4 and cfg.actor_rollout_ref.rollout.temperature == 1.0
+    assert cfg.reward.custom_reward_function.path == "pkg://minimal_rl.reward"
+    assert cfg.reward.custom_reward_function.name == "compute_score"
+    assert dict(cfg.algorithm.minimal_rl) == {
+        "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "zero", "nan_policy": "wrong"
+    }
+    # verl's own checks, as main_ppo runs them before starting Ray
+    validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    assert need_critic(cfg) is False
+    actor_cfg = omega_conf_to_dataclass(actor)
+    assert actor_cfg.policy_loss.loss_mode == loss
+    # the estimator and loss named by the preset exist in verl's registries
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn, get_policy_loss_fn
+
+    get_adv_estimator_fn(estimator), get_policy_loss_fn(loss)
+    RegistrationCheck().on_run_start(cfg)  # registered here: no error
+
+
+def test_reward_function_loads_through_verl():
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    fn = get_custom_reward_fn(compose_preset("reinforce_rej"))
+    assert fn(data_source="math", solution_str="so \\boxed{4}", ground_truth="4", extra_info=None)["score"] == 1.0
+    assert fn(data_source="math", solution_str="so \\boxed{5}", ground_truth="4", extra_info=None)["score"] == -1.0
+
+
+def test_composed_algorithm_block_reaches_the_estimator():
+    """The algorithm.minimal_rl block survives composition and verl hands it to our estimator as
+    ``config`` (main_ppo passes config.algorithm unchanged, in the legacy and the v1 trainer)."""
+    cfg = compose_preset("reinforce_rej", "algorithm.minimal_rl.reward_mapping=raw")
+    mask = torch.ones(4, 3)
+    rewards = torch.zeros(4, 3)
+    rewards[:, -1] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # 0/1 scores, one mixed group
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": rewards, "response_mask": mask},
+        non_tensors={"uid": np.array(["u"] * 4, dtype=object)},
+    )
+    out = compute_advantage(data, adv_estimator=cfg.algorithm.adv_estimator, config=cfg.algorithm)
+    # raw 0/1 rewards: the fork's positives-only weights, so the option did arrive
+    torch.testing.assert_close(out.batch["advantages"][:, 0], torch.tensor([1.0, 0.0, 0.0, 0.0]))
+
+
+def test_algo_config_dataclass_rejects_the_block():
+    """Documented limitation: verl's AlgoConfig dataclass has no minimal_rl field, so converting
+    config.algorithm with omega_conf_to_dataclass fails (verl 0.9.1's trainers never do this)."""
+    cfg = compose_preset("reinforce_rej")
+    with pytest.raises(Exception, match="minimal_rl"):
+        omega_conf_to_dataclass(cfg.algorithm)
+
+
+def test_callback_refuses_when_plugins_are_disabled(monkeypatch):
+    cfg = compose_preset("raft")
+    for policy in ("none", "some_other_plugin"):
+        monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", policy)
+        # by name: Hydra's plugin scan re-executes plugin modules, so the class object may differ
+        with pytest.raises(RuntimeError, match=r"pip install minimal-rl\[verl\]") as error:
+            RegistrationCheck().on_run_start(cfg)
+        assert type(error.value).__name__ == MinimalRLNotRegisteredError.__name__
+    monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "minimal_rl,other")
+    RegistrationCheck().on_run_start(cfg)
+
+
+def _main_ppo(*args: str, env_update: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
+    env.update(env_update or {})
+    return subprocess.run(
+        [sys.executable, "-m", "verl.trainer.main_ppo", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_main_ppo_cfg_job_prints_our_estimator(tmp_path):
+    proc = _main_ppo("+minimal_rl=reinforce_rej", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = yaml.safe_load(proc.stdout)
+    assert job["algorithm"]["adv_estimator"] == "reinforce_rej"
+    assert job["algorithm"]["minimal_rl"]["reward_mapping"] == "signed"
+    assert job["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "vanilla"
+    assert job["actor_rollout_ref"]["rollout"]["n"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [("algorithm.adv_estimator=reinforce_rej",), ("+minimal_rl=raft",)])
+def test_main_ppo_fails_early_with_the_fix_when_plugins_are_off(args):
+    """With verl's plugin loading off, main_ppo stops at config composition (no Ray, no model) with
+    an error naming the package and the fix."""
+    proc = _main_ppo(*args, "--cfg", "job", env_update={"VERL_USE_EXTERNAL_PLUGINS": "none"})
+    assert proc.returncode != 0
+    assert "MinimalRLNotRegisteredError" in proc.stderr
+    assert "pip install minimal-rl[verl]" in proc.stderr and "VERL_USE_EXTERNAL_PLUGINS" in proc.stderr
+    assert "ray init" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_failed_registration_is_logged_at_error_level():
+    """verl logs a failing plugin at DEBUG; ours says so at ERROR, with the traceback."""
+    code = (
+        "import verl\n"
+        "from verl.trainer.ppo.core_algos import register_adv_est\n"
+        "register_adv_est('reinforce_rej')(lambda **kw: None)  # a clashing estimator\n"
+        "try:\n    import verl_ext\nexcept ValueError:\n    pass\nelse:\n    raise SystemExit('no error')\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VERL_USE_EXTERNAL_PLUGINS": "none"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ERROR" in proc.stderr and "minimal-rl: registering the verl estimators" in proc.stderr
+    assert "already been registered" in proc.stderr
