@@ -57,10 +57,10 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
 from minimal_rl.algorithms import ALGORITHMS, compute_weights
 
+from .options import DEFAULT_FILTER_MODE, FILTER_MODES  # one definition, shared with the estimators
+
 logger = logging.getLogger(__name__)
 
-FILTER_MODES = ("drop", "refill", "zero")
-DEFAULT_FILTER_MODE = "drop"
 DEFAULT_MAX_REFILL_BATCHES = 8
 METRIC_PREFIX = "minimal_rl/"
 # verl's canonical DAPO metric name: the pre-KL sequence reward summed from ``rm_scores``.

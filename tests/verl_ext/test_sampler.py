@@ -470,3 +470,26 @@ def test_no_rewards_at_sampling_time_means_nothing_is_dropped(caplog):
     assert set(batch.keys) == set(keys)
     assert metrics["minimal_rl/filter_unavailable"] == 1.0
     assert any("no rm_scores at sampling time" in r.message for r in caplog.records)
+
+
+def test_estimator_call_path_warns_once_without_the_sampler(monkeypatch, caplog):
+    """The legacy trainer (use_v1=False) has no sampler hook: verl's compute_advantage -> our estimator
+    -> filter_mode_in_effect says so once, and the estimator zero-weights as before."""
+    import numpy as np
+    from verl import DataProto
+    from verl.trainer.ppo.ray_trainer import compute_advantage
+
+    monkeypatch.setattr(sampler_mod, "_active_filter_mode", None)
+    monkeypatch.setattr(sampler_mod, "_fallback_warned", False)
+    rewards = torch.zeros(4, 3)
+    rewards[:, -1] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    data = DataProto.from_dict(
+        tensors={"token_level_rewards": rewards, "response_mask": torch.ones(4, 3)},
+        non_tensors={"uid": np.array(["u"] * 4, dtype=object)},
+    )
+    config = OmegaConf.create({"minimal_rl": {"filter_mode": "drop"}})
+    with caplog.at_level(logging.WARNING, logger="verl_ext.sampler"):
+        for _ in range(2):
+            out = compute_advantage(data, adv_estimator="raft", config=config)
+    assert [r for r in caplog.records if "Falling back to filter_mode='zero'" in r.message].__len__() == 1
+    torch.testing.assert_close(out.batch["advantages"][:, 0], torch.tensor([1.0, 0.0, 0.0, 0.0]))
