@@ -388,42 +388,34 @@ def test_token_mean_loss_after_drop_is_the_loss_on_kept_samples():
     assert torch.isnan(agg_loss(torch.ones(1, 2), torch.zeros(1, 2), "token-mean"))
 
 
-SAMPLER_OVERRIDES = [
-    "algorithm.adv_estimator=reinforce_rej",
-    "+algorithm.minimal_rl.filter_mode=drop",
-    "+algorithm.minimal_rl.positive_threshold=0.0",
-    "+algorithm.minimal_rl.reward_mapping=signed",
-    "trainer.v1.sampler.custom_sampler.path=pkg://verl_ext.sampler",
-    "trainer.v1.sampler.custom_sampler.name=MinimalRLSampler",
-    "+trainer.v1.sampler.sampler_kwargs.algorithm=${algorithm.adv_estimator}",
-    "+trainer.v1.sampler.sampler_kwargs.filter_mode=${algorithm.minimal_rl.filter_mode}",
-    "+trainer.v1.sampler.sampler_kwargs.positive_threshold=${algorithm.minimal_rl.positive_threshold}",
-    "+trainer.v1.sampler.sampler_kwargs.reward_mapping=${algorithm.minimal_rl.reward_mapping}",
-    "+trainer.v1.sampler.sampler_kwargs.filter_groups=${algorithm.filter_groups}",
-    "+trainer.v1.sampler.sampler_kwargs.train_batch_size=${data.train_batch_size}",
-    "+trainer.v1.sampler.sampler_kwargs.gen_batch_size=${oc.select:data.gen_batch_size,null}",
-    "+trainer.v1.sampler.sampler_kwargs.sync_refill_failed_groups=${trainer.v1.sampler.sync_refill_failed_groups}",
-    "+trainer.v1.sampler.sampler_kwargs.ppo_mini_batch_size=${actor_rollout_ref.actor.ppo_mini_batch_size}",
-    "+trainer.v1.sampler.sampler_kwargs.rollout_n=${actor_rollout_ref.rollout.n}",
+PRESET_OVERRIDES = [
+    "+minimal_rl=reinforce_rej",  # the preset selects the sampler and filter_mode=drop
     "data.train_batch_size=4",
     "actor_rollout_ref.actor.ppo_mini_batch_size=2",
-    "actor_rollout_ref.rollout.n=4",
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
 ]
 
 
-def test_verl_builds_the_sampler_from_its_own_config():
-    """verl's real config (ppo_trainer.yaml) + the documented keys, built by verl's own
+def build_through_verl(*overrides):
+    """verl's real config (ppo_trainer.yaml + our preset), built by verl's own
     `PPOTrainer._build_replay_buffer` (called on a stand-in holding only what it reads)."""
+    from pathlib import Path
     from types import SimpleNamespace
 
-    from hydra import compose, initialize_config_module
+    import verl
+    from hydra import compose, initialize_config_dir
     from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 
-    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        config = compose(config_name="ppo_trainer", overrides=SAMPLER_OVERRIDES)
+    config_dir = str(Path(verl.__file__).parent / "trainer" / "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=[*PRESET_OVERRIDES, *overrides])
     rollout = Rollout([[0, 1, 1, 1]])
     trainer = SimpleNamespace(config=config, trainer_mode="sync", _add_prompts_to_generate=rollout)
-    sampler = PPOTrainer._build_replay_buffer(trainer)
+    return PPOTrainer._build_replay_buffer(trainer), rollout
+
+
+def test_verl_builds_the_sampler_from_the_preset():
+    sampler, _ = build_through_verl()
     assert type(sampler).__name__ == "MinimalRLReplayBuffer"
     assert sampler.options.algorithm == "reinforce_rej" and sampler.options.filter_mode == "drop"
     assert sampler.options.train_batch_size == 4 and sampler.filter_groups_metric is None
@@ -434,6 +426,23 @@ def test_verl_builds_the_sampler_from_its_own_config():
     assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
     assert metrics["minimal_rl/groups_mixed"] == 0.5
     assert sampler.options.mini_batch_rows == 8 and metrics["minimal_rl/padding_samples"] == 0.0
+
+
+def test_preset_refill_and_dapo_overrides_reach_the_sampler():
+    sampler, rollout = build_through_verl("algorithm.minimal_rl.filter_mode=refill", "data.gen_batch_size=1")
+    assert sampler.options.filter_mode == "refill" and sampler.filter_groups_metric == "reward"
+    assert sampler.options.max_refill_batches == 8 and sampler._dataloader_gen_batch_size() == 1
+    initial = put_groups([[0, 0, 0, 0], [0, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    sampler.poll_interval = 0.01
+    batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
+    selected = {k.split("_")[0] for k in batch.keys}
+    assert len(selected) == 4 and {initial[1], initial[3]} <= selected
+    assert metrics["minimal_rl/refill_prompts"] == 4  # verl's sync DAPO rule: 2 evicted -> 2k = 4
+
+    sampler, _ = build_through_verl(
+        "algorithm.minimal_rl.filter_mode=zero", "algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=acc"
+    )
+    assert sampler.options.filter_mode == "zero" and sampler.filter_groups_metric == "acc"
 
 
 def test_multi_output_sessions_follow_their_final_output():
