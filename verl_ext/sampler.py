@@ -20,6 +20,7 @@ the options travel there, normally as interpolations of the algorithm config (th
       filter_mode: ${algorithm.minimal_rl.filter_mode}    # drop (default) | refill | zero
       positive_threshold: ${algorithm.minimal_rl.positive_threshold}
       reward_mapping: ${algorithm.minimal_rl.reward_mapping}
+      nan_policy: ${algorithm.minimal_rl.nan_policy}
       max_refill_batches: 8                               # refill cap, in units of the step's prompt count
       filter_groups: ${algorithm.filter_groups}           # DAPO settings, passed through to verl's buffer
       train_batch_size: ${data.train_batch_size}
@@ -65,9 +66,6 @@ DEFAULT_MAX_REFILL_BATCHES = 8
 METRIC_PREFIX = "minimal_rl/"
 # verl's canonical DAPO metric name: the pre-KL sequence reward summed from ``rm_scores``.
 _CANONICAL_REWARD_METRIC = "reward"
-
-# verl's estimator names that differ from the core names (RAFT++ is estimator ``raft`` + PPO loss: same keep).
-_ESTIMATOR_TO_ALGORITHM = {"raft_plusplus": "raft_pp"}
 
 
 class RefillLimitError(RuntimeError):
@@ -199,7 +197,8 @@ class SamplerOptions:
                 "(normally `${algorithm.adv_estimator}`, as the +minimal_rl presets set it)"
             )
         estimator = str(estimator).lower()
-        algorithm = _ESTIMATOR_TO_ALGORITHM.get(estimator, estimator)
+        # verl_ext registers its estimators under the core names (RAFT++ is estimator ``raft`` + PPO loss).
+        algorithm = estimator
         if algorithm not in ALGORITHMS:
             logger.warning(
                 "minimal-rl sampler: estimator %r is not a minimal-rl algorithm; nothing will be filtered "
