@@ -436,8 +436,12 @@ def test_preset_refill_and_dapo_overrides_reach_the_sampler():
     sampler.poll_interval = 0.01
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
     selected = {k.split("_")[0] for k in batch.keys}
-    assert len(selected) == 4 and {initial[1], initial[3]} <= selected
-    assert metrics["minimal_rl/refill_prompts"] == 4  # verl's sync DAPO rule: 2 evicted -> 2k = 4
+    # The 2 uniform groups are evicted and refilled with 2k = 4 prompts (verl's sync DAPO rule); 4 of the 6
+    # mixed groups are selected (ties in age are broken arbitrarily) and the surplus is discarded.
+    assert len(selected) == 4 and selected <= {initial[1], initial[3], *rollout.uids}
+    assert metrics["minimal_rl/refill_prompts"] == 4
+    assert metrics["training/filter_groups/discarded_surplus_samples"] == 2
+    assert stored_keys() == set(batch.keys)
 
     sampler, _ = build_through_verl(
         "algorithm.minimal_rl.filter_mode=zero", "algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=acc"
