@@ -12,10 +12,12 @@ the last valid token), exactly as verl's own ``grpo``. The per-sample weight A_i
 response tokens: ``advantages[i, t] = A_i * response_mask[i, t]``. ``returns`` is the same tensor
 (there is no critic).
 
-Filtering is "zero" mode: samples an algorithm rejects keep weight 0 in the batch. They still cost
-forward and backward passes, still count in the token-mean denominator (diluting every kept token's
-gradient by the rejected fraction, which changes from step to step), and still receive the KL-loss
-and entropy gradients when those terms are on. See docs/verl.md.
+Samples an algorithm rejects get weight 0 here in every filter mode. With the v1 trainer and the
+replay-buffer sampler `verl_ext.sampler` (``filter_mode=drop``, the presets' default) they never reach
+this function. Without the sampler (legacy trainer) that is "zero" mode, announced by one warning: they
+still cost forward and backward passes, still count in the token-mean denominator (diluting every kept
+token's gradient by the rejected fraction, which changes from step to step), and still receive the
+KL-loss and entropy gradients when those terms are on. See docs/verl-filtering.md.
 
 RAFT++ is not an estimator: it is ``raft`` weights with verl's own ``vanilla`` PPO-clip loss.
 """
@@ -62,6 +64,11 @@ def broadcast_weights(
             f"{tuple(response_mask.shape)} must have the same (bs, T) shape"
         )
     options = read_options(config)
+    # drop / refill happen in the v1 replay-buffer sampler; without it this warns once and means zero.
+    # Either way rejected samples get weight 0 here (after a drop, none of them are left in the batch).
+    from .sampler import filter_mode_in_effect  # lazy: imports verl's v1 replay buffer / TransferQueue
+
+    filter_mode_in_effect(options.filter_mode)
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)
         result = compute_weights(

@@ -17,10 +17,13 @@ from minimal_rl.algorithms import NAN_POLICIES, REWARD_MAPPINGS
 
 CONFIG_KEY = "minimal_rl"  # algorithm.minimal_rl.*
 
-# What happens to the samples an algorithm rejects. Only "zero" is implemented by the estimators:
-# rejected samples stay in the batch with weight 0 (the released fork's behaviour). A sampler that
-# drops them before the update adds its own modes to this tuple.
-FILTER_MODES: tuple[str, ...] = ("zero",)
+# What happens to the samples an algorithm rejects (docs/verl-filtering.md). "drop" (default) and
+# "refill" happen in the replay-buffer sampler `verl_ext.sampler` (v1 trainer); "zero" keeps them in the
+# batch with weight 0 (the released fork's behaviour). The estimators zero rejected weights in every
+# mode; without the sampler, drop/refill fall back to zero with one warning
+# (`verl_ext.sampler.filter_mode_in_effect`).
+FILTER_MODES: tuple[str, ...] = ("drop", "refill", "zero")
+DEFAULT_FILTER_MODE = "drop"
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class MinimalRLOptions:
 
     positive_threshold: float = 0.0  # correct iff score > threshold: works for 0/1 and -1/+1 scores
     reward_mapping: str = "signed"  # "signed": r = +-1 (the paper); "raw": the score as is (the fork)
-    filter_mode: str = "zero"  # see FILTER_MODES
+    filter_mode: str = DEFAULT_FILTER_MODE  # see FILTER_MODES
     nan_policy: str = "wrong"  # NaN score: "wrong" (counted as wrong, logged) or "error"
 
     def __post_init__(self) -> None:

@@ -68,8 +68,13 @@ def test_preset_composes_and_validates(preset):
     assert cfg.reward.custom_reward_function.path == "pkg://minimal_rl.reward"
     assert cfg.reward.custom_reward_function.name == "compute_score"
     assert dict(cfg.algorithm.minimal_rl) == {
-        "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "zero", "nan_policy": "wrong"
+        "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "drop", "nan_policy": "wrong"
     }
+    # the drop happens in the replay-buffer sampler the preset selects (docs/verl-filtering.md)
+    sampler = cfg.trainer.v1.sampler
+    assert sampler.custom_sampler.path == "pkg://verl_ext.sampler"
+    assert sampler.custom_sampler.name == "MinimalRLSampler"
+    assert sampler.sampler_kwargs.algorithm == estimator and sampler.sampler_kwargs.filter_mode == "drop"
     # verl's own checks, as main_ppo runs them before starting Ray
     validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     assert need_critic(cfg) is False
