@@ -15,8 +15,12 @@ def test_version_from_the_installed_console_script():
 
 
 def test_core_import_does_not_pull_frameworks():
+    """The core imports torch/numpy only; building the CLI parser imports every subcommand module,
+    which must keep framework imports inside `run` (so `minimal-rl --version` stays instant)."""
     code = "import sys, minimal_rl, minimal_rl.algorithms, minimal_rl.reward, minimal_rl.cli; " \
-        "bad = [m for m in ('verl', 'trl', 'transformers', 'math_verify') if m in sys.modules]; print(bad)"
+        "minimal_rl.cli.build_parser(); " \
+        "bad = [m for m in ('verl', 'trl', 'transformers', 'math_verify', 'matplotlib', 'datasets') " \
+        "if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
