@@ -1,0 +1,189 @@
+"""``minimal-rl compare``: several algorithms, identical seeds and budget, one figure and one table.
+
+The paper's findings in miniature (Xiong et al., arXiv 2504.11343, Fig. 2-4):
+  1. RAFT++ learns faster than GRPO early;
+  2. positive-only training (RAFT, RAFT++) collapses token entropy, Reinforce-Rej keeps it;
+  5. Reinforce-Rej reaches GRPO's reward at a fraction of GRPO's KL to the initial model.
+Each check is printed with its numbers and whether it held in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from minimal_rl.commands.common import UsageError, add_run_arguments
+from minimal_rl.commands.train import ALGORITHM_CHOICES
+
+DEFAULT_ALGORITHMS = ("raft", "raft_pp", "grpo", "reinforce_rej")
+DEFAULT_STEPS = 200
+POSITIVE_ONLY = ("raft", "raft_pp")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--algorithms", nargs="+", choices=ALGORITHM_CHOICES, default=list(DEFAULT_ALGORITHMS), metavar="ALGO",
+        help=f"algorithms to run (default: {' '.join(DEFAULT_ALGORITHMS)}); choose from {', '.join(ALGORITHM_CHOICES)}",
+    )
+    add_run_arguments(p, DEFAULT_STEPS)
+
+
+def _interp_kl_at(evals: list[dict], accuracy: float) -> float | None:
+    """KL at the first point where held-out accuracy reaches ``accuracy`` (linear between evaluations)."""
+    pts = [(e["heldout_accuracy"], e.get("heldout_kl")) for e in evals if e.get("heldout_kl") is not None]
+    for (a0, k0), (a1, k1) in zip(pts, pts[1:]):
+        if a1 >= accuracy > a0:
+            return k0 + (k1 - k0) * (accuracy - a0) / (a1 - a0)
+        if a0 >= accuracy:
+            return k0
+    return None
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _smoothed_final(evals: list[dict], n: int = 2) -> float | None:
+    return _mean([e["heldout_accuracy"] for e in evals[-n:]])
+
+
+def analyse(runs: dict[str, dict]) -> dict[str, Any]:
+    """The table's rows and the findings checks, from the runs' metrics payloads."""
+    rows: dict[str, dict] = {}
+    for name, p in runs.items():
+        evals, steps = p.get("evals", []), p.get("steps", [])
+        n = len(steps)
+        third = max(1, n // 3)
+        early = [e for e in evals if 0 < e["step"] <= max(third, evals[1]["step"] if len(evals) > 1 else 1)]
+        ent = [e.get("heldout_entropy") for e in evals]
+        rows[name] = {
+            "heldout_start": evals[0]["heldout_accuracy"] if evals else None,
+            "heldout_early": _mean([e["heldout_accuracy"] for e in early]),
+            "heldout_end": _smoothed_final(evals),
+            "batch_acc_first_third": _mean([s.get("accuracy") for s in steps[:third]]),
+            "batch_acc_last_third": _mean([s.get("accuracy") for s in steps[-third:]]),
+            "entropy_start": ent[0] if ent else None,
+            "entropy_end": _mean(ent[-2:]),
+            "kl_end": evals[-1].get("heldout_kl") if evals else None,
+            "all_wrong": _mean([s.get("groups_all_wrong") for s in steps]),
+            "all_correct": _mean([s.get("groups_all_correct") for s in steps]),
+            "kept": _mean([s.get("samples_kept_frac") for s in steps]),
+            "seconds": p.get("train_seconds"),
+            "early_until_step": max((e["step"] for e in early), default=0),
+        }
+    # KL at matched accuracy: the highest held-out accuracy every run reached.
+    peak = {name: max((e["heldout_accuracy"] for e in p.get("evals", [])), default=0.0) for name, p in runs.items()}
+    start = _mean([r["heldout_start"] for r in rows.values()]) or 0.0
+    matched = min(peak.values()) if peak else None
+    for name, p in runs.items():
+        rows[name]["kl_at_matched"] = _interp_kl_at(p.get("evals", []), matched) if matched and matched > start else None
+    findings = []
+    if "raft_pp" in rows and "grpo" in rows:
+        a, g = rows["raft_pp"]["heldout_early"], rows["grpo"]["heldout_early"]
+        if a is not None and g is not None:
+            findings.append({
+                "finding": "1. RAFT++ learns faster than GRPO early",
+                "numbers": f"mean held-out accuracy in the first {rows['raft_pp']['early_until_step']} steps: RAFT++ {a:.3f} vs GRPO {g:.3f}",
+                "held": a > g,
+            })
+    pos = [n for n in POSITIVE_ONLY if n in rows]
+    if pos and "reinforce_rej" in rows:
+        r = rows["reinforce_rej"]
+        for n in pos:
+            q = rows[n]
+            if None in (q["entropy_start"], q["entropy_end"], r["entropy_start"], r["entropy_end"]):
+                continue
+            findings.append({
+                "finding": f"2. positive-only ({n}) collapses entropy faster than Reinforce-Rej",
+                "numbers": f"entropy {n} {q['entropy_start']:.3f} -> {q['entropy_end']:.3f} "
+                f"({q['entropy_end'] / q['entropy_start']:.0%} of start); Reinforce-Rej {r['entropy_start']:.3f} -> "
+                f"{r['entropy_end']:.3f} ({r['entropy_end'] / r['entropy_start']:.0%})",
+                "held": q["entropy_end"] / q["entropy_start"] < r["entropy_end"] / r["entropy_start"],
+            })
+    if "reinforce_rej" in rows and "grpo" in rows:
+        kr, kg = rows["reinforce_rej"]["kl_at_matched"], rows["grpo"]["kl_at_matched"]
+        if kr is not None and kg is not None and kg > 0:
+            findings.append({
+                "finding": "5. Reinforce-Rej reaches GRPO's accuracy at lower KL to the initial model",
+                "numbers": f"KL at held-out accuracy {matched:.3f}: Reinforce-Rej {kr:.4f} vs GRPO {kg:.4f} ({kr / kg:.0%} of GRPO's; paper: ~40%)",
+                "held": kr < kg,
+            })
+        else:
+            findings.append({
+                "finding": "5. Reinforce-Rej reaches GRPO's accuracy at lower KL to the initial model",
+                "numbers": "not measurable: the runs never reached a common accuracy above the start",
+                "held": None,
+            })
+    return {"rows": rows, "matched_accuracy": matched, "findings": findings}
+
+
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown_table(analysis: dict, settings: dict, wall_seconds: float) -> str:
+    rows = analysis["rows"]
+    lines = [
+        "| algorithm | held-out acc start | early (<= step) | end | batch acc 1st / last third | held-out entropy start -> end "
+        f"| KL end | KL at acc {_fmt(analysis['matched_accuracy'])} | all-wrong / all-correct groups | samples kept | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {_fmt(r['heldout_start'])} | {_fmt(r['heldout_early'])} (<= {r['early_until_step']}) | "
+            f"{_fmt(r['heldout_end'])} | {_fmt(r['batch_acc_first_third'])} / {_fmt(r['batch_acc_last_third'])} | "
+            f"{_fmt(r['entropy_start'])} -> {_fmt(r['entropy_end'])} | {_fmt(r['kl_end'], '.4f')} | "
+            f"{_fmt(r['kl_at_matched'], '.4f')} | {_fmt(r['all_wrong'], '.2f')} / {_fmt(r['all_correct'], '.2f')} | "
+            f"{_fmt(r['kept'], '.2f')} | {_fmt(r['seconds'], '.0f')} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Settings: {settings.get('steps')} steps x {settings.get('prompts_per_step')} prompts x "
+        f"{settings.get('num_generations')} samples, lr {settings.get('learning_rate')}, beta {settings.get('beta')}, "
+        f"seed {settings.get('seed')}; held-out accuracy on {settings.get('eval_problems')} problems x "
+        f"{settings.get('eval_samples')} samples at temperature 1.0 ('end' = mean of the last two evaluations). "
+        f"Wall time {wall_seconds / 60:.1f} min."
+    )
+    lines.append("")
+    for f in analysis["findings"]:
+        verdict = {True: "reproduced", False: "NOT reproduced", None: "not measurable"}[f["held"]]
+        lines.append(f"- **{f['finding']}**: {verdict}. {f['numbers']}.")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from minimal_rl.commands.common import prepare_output_dir, resolve_source, setup_environment, train_one
+    from minimal_rl.plots import plot_compare
+
+    t0 = time.perf_counter()
+    algorithms = list(dict.fromkeys(args.algorithms))
+    runs: dict[str, dict] = {}
+    try:
+        setup_environment(args.threads)
+        out = prepare_output_dir(args.output_dir or "outputs/compare", args.overwrite)
+        source = resolve_source(args)
+        for i, algo in enumerate(algorithms, 1):
+            print(f"\n=== [{i}/{len(algorithms)}] {algo}: {args.steps} steps ===")
+            runs[algo] = train_one(algo, args, source, out / algo)
+    except UsageError as exc:
+        print(f"minimal-rl compare: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished runs and the partial one are in {out}", file=sys.stderr)
+        if not runs:
+            return 130
+    wall = time.perf_counter() - t0
+    analysis = analyse(runs)
+    settings = next(iter(runs.values())).get("settings", {})
+    table = markdown_table(analysis, settings, wall)
+    plot_compare(runs, out / "compare.png", title=f"{', '.join(runs)} on {source.header.get('model', '')}")
+    (out / "compare.md").write_text(table)
+    (out / "compare.json").write_text(json.dumps({"analysis": analysis, "wall_seconds": round(wall, 1), "algorithms": list(runs)}, indent=1))
+    print("\n" + table)
+    print(f"wrote {out / 'compare.png'}, {out / 'compare.md'} and one folder per algorithm")
+    return 0 if len(runs) == len(algorithms) else 130
