@@ -44,8 +44,12 @@ class TrainSettings:
 
     algorithm: str = "raft_pp"
     steps: int = 200
-    prompts_per_step: int = 32
+    prompts_per_step: int = 32  # prompts per rollout batch (one generation round)
     num_generations: int = 8
+    # Optimiser steps per rollout batch (the paper: 1024 prompts, mini-batches of 512; released scripts:
+    # 4). With 1 the importance ratio is always 1, so RAFT++ would be RAFT exactly; with 2 the second
+    # mini-batch is off-policy and RAFT++'s ratio and clipping act.
+    mini_batches: int = 2
     learning_rate: float = 1e-4  # measured here: 1e-4 learns, 3e-4 is unstable
     warmup_steps: int = 10
     beta: float = 0.0  # KL coefficient of the loss; KL to the initial model is measured at evals regardless
@@ -53,7 +57,7 @@ class TrainSettings:
     max_completion_length: int = 16
     eval_every: int = 25
     eval_problems: int = 256
-    eval_samples: int = 2  # samples per held-out problem (temperature 1.0)
+    eval_samples: int = 4  # samples per held-out problem (temperature 1.0)
     seed: int = 0
     hard_drop: bool = True  # same gradient as masking, saves the dropped rows' compute
 
@@ -63,6 +67,11 @@ class TrainSettings:
         for name in ("steps", "prompts_per_step", "eval_every", "eval_problems", "eval_samples", "max_completion_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mini_batches < 1 or (self.prompts_per_step * self.num_generations) % self.mini_batches:
+            raise ValueError(
+                f"mini_batches={self.mini_batches} must divide the rollout batch of "
+                f"{self.prompts_per_step} x {self.num_generations} samples"
+            )
         if self.num_generations < 2:
             raise ValueError("num_generations must be >= 2 (groups of one have no mixed kind)")
         if not self.learning_rate > 0:
@@ -103,9 +112,9 @@ def build_trainer(
     common = dict(
         output_dir=str(output_dir),
         max_steps=settings.steps,
-        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
+        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations // settings.mini_batches,
         gradient_accumulation_steps=1,
-        steps_per_generation=1,  # one optimiser step per batch of rollouts: on-policy
+        steps_per_generation=settings.mini_batches,  # optimiser steps per rollout batch
         num_generations=settings.num_generations,
         max_completion_length=settings.max_completion_length,
         temperature=1.0,
@@ -200,6 +209,9 @@ TRL_KEYS = {
 }
 
 
+ROLLOUT_KEYS = ("reward", "completion_length", "samples_kept_frac", "tokens_kept_frac", "weight_mean")
+
+
 class MainJobCallback(TrainerCallback):
     """Per-step metrics, held-out evaluations, the progress bar and the always-valid metrics file."""
 
@@ -225,6 +237,7 @@ class MainJobCallback(TrainerCallback):
         self.bar = None
         self._t_last = None
         self._t_start = None
+        self._rollout: dict[str, float] = {}
 
     # -- helpers
     def _write(self) -> None:
@@ -257,7 +270,7 @@ class MainJobCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):
         logs = logs or {}
-        if "reward" not in logs:  # the final train summary, not a step
+        if "train_runtime" in logs or "loss" not in logs:  # the final train summary, not a step
             return
         now = time.perf_counter()
         step = int(state.global_step)
@@ -266,6 +279,13 @@ class MainJobCallback(TrainerCallback):
         for key, name in TRL_KEYS.items():
             if key in logs and logs[key] is not None:
                 rec[name] = float(logs[key])
+        # Rollout-level numbers are logged by TRL on the first mini-batch of a rollout batch only; the
+        # other mini-batches of the same rollout batch share them.
+        if "reward" in logs:
+            self._rollout = {k: rec[k] for k in ROLLOUT_KEYS if k in rec}
+        else:
+            for k, v in self._rollout.items():
+                rec.setdefault(k, v)
         scores = self.reward.last_scores
         if scores:
             result = compute_weights(torch.tensor(scores), "grpo", group_size=self.settings.num_generations)

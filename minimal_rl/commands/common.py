@@ -67,14 +67,15 @@ def add_run_arguments(p: argparse.ArgumentParser, default_steps: int) -> None:
 
     rl = p.add_argument_group("RL settings")
     rl.add_argument("--steps", type=positive_int, default=default_steps, help=f"optimiser steps (default {default_steps})")
-    rl.add_argument("--prompts-per-step", type=positive_int, default=32)
+    rl.add_argument("--prompts-per-step", type=positive_int, default=32, help="prompts per rollout batch (default 32)")
+    rl.add_argument("--mini-batches", type=positive_int, default=2, help="optimiser steps per rollout batch (default 2: the second is off-policy, so RAFT++'s ratio and clipping act; 1 makes RAFT++ identical to RAFT)")
     rl.add_argument("--num-generations", type=positive_int, default=8, help="samples per prompt (group size n)")
     rl.add_argument("--lr", type=positive_float, default=1e-4, help="learning rate (1e-4 is stable on the demo; 3e-4 was not)")
     rl.add_argument("--beta", type=nonneg_float, default=0.0, help="KL coefficient in the loss (paper: 0.001); >0 also logs TRL's per-step k3 KL")
     rl.add_argument("--max-completion-length", type=positive_int, default=None, help="new tokens per sample (default 16 on the demo, 1024 otherwise)")
     rl.add_argument("--eval-every", type=positive_int, default=25, help="held-out evaluation interval in steps")
     rl.add_argument("--eval-problems", type=positive_int, default=256)
-    rl.add_argument("--eval-samples", type=positive_int, default=2, help="samples per held-out problem (temperature 1.0)")
+    rl.add_argument("--eval-samples", type=positive_int, default=4, help="samples per held-out problem (temperature 1.0)")
     rl.add_argument("--seed", type=int, default=0)
 
     run = p.add_argument_group("run")
@@ -234,6 +235,7 @@ def train_one(algorithm: str, args: argparse.Namespace, source: RunSource, out: 
             steps=args.steps,
             prompts_per_step=args.prompts_per_step,
             num_generations=args.num_generations,
+            mini_batches=args.mini_batches,
             learning_rate=args.lr,
             beta=args.beta,
             max_completion_length=source.max_completion_length,

@@ -20,7 +20,7 @@ from minimal_rl.commands.common import UsageError, add_run_arguments
 from minimal_rl.commands.train import ALGORITHM_CHOICES
 
 DEFAULT_ALGORITHMS = ("raft", "raft_pp", "grpo", "reinforce_rej")
-DEFAULT_STEPS = 200
+DEFAULT_STEPS = 300
 POSITIVE_ONLY = ("raft", "raft_pp")
 
 

@@ -25,7 +25,7 @@ ALGORITHM_CHOICES = (
     "reinforce_mean_zero",
     "grpo",
 )
-DEFAULT_STEPS = 200
+DEFAULT_STEPS = 300
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
