@@ -134,7 +134,7 @@ def build_trainer(
         seed=settings.seed,
         data_seed=settings.seed,
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # CPU: fp32 (no fast bf16 here)
         dataloader_num_workers=0,
         log_completions=False,
     )
@@ -350,6 +350,7 @@ def run_training(
     conversational_prompt: Callable[[str], list[dict[str, str]]] | None = None,
     save_model: bool = True,
     log_every: int = 1,
+    extra_config: dict | None = None,
 ) -> dict:
     """Train ``settings.algorithm`` from the model at ``model_path``; returns the final metrics payload.
 
@@ -378,7 +379,9 @@ def run_training(
     callback = MainJobCallback(
         settings, reward, evaluate_factory(reference), metrics_path, header, progress=progress, log=log, log_every=log_every
     )
-    trainer = build_trainer(settings, model, tokenizer, dataset, output_dir / "trl", reward, callbacks=[callback])
+    trainer = build_trainer(
+        settings, model, tokenizer, dataset, output_dir / "trl", reward, callbacks=[callback], extra_config=extra_config
+    )
     t0 = time.perf_counter()
     try:
         trainer.train()
