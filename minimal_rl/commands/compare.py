@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"algorithms to run (default: {' '.join(DEFAULT_ALGORITHMS)}); choose from {', '.join(ALGORITHM_CHOICES)}",
     )
     add_run_arguments(p, DEFAULT_STEPS)
+    p.add_argument("--render-only", action="store_true", help="train nothing: redraw the figure and table from the runs already in --output-dir")
 
 
 def _interp_kl_at(evals: list[dict], accuracy: float) -> float | None:
@@ -69,7 +70,7 @@ def analyse(runs: dict[str, dict]) -> dict[str, Any]:
             "batch_acc_last_third": _mean([s.get("accuracy") for s in steps[-third:]]),
             "entropy_start": ent[0] if ent else None,
             "entropy_end": _mean(ent[-2:]),
-            "kl_end": evals[-1].get("heldout_kl") if evals else None,
+            "kl_end": _mean([e.get("heldout_kl") for e in evals[-2:]]),
             "all_wrong": _mean([s.get("groups_all_wrong") for s in steps]),
             "all_correct": _mean([s.get("groups_all_correct") for s in steps]),
             "kept": _mean([s.get("samples_kept_frac") for s in steps]),
@@ -81,7 +82,12 @@ def analyse(runs: dict[str, dict]) -> dict[str, Any]:
     start = _mean([r["heldout_start"] for r in rows.values()]) or 0.0
     matched = min(peak.values()) if peak else None
     for name, p in runs.items():
-        rows[name]["kl_at_matched"] = _interp_kl_at(p.get("evals", []), matched) if matched and matched > start else None
+        r = rows[name]
+        r["kl_at_matched"] = _interp_kl_at(p.get("evals", []), matched) if matched and matched > start else None
+        gain = (r["heldout_end"] or 0.0) - (r["heldout_start"] or 0.0)
+        # KL spent per point of held-out accuracy gained (end = mean of the last two evaluations): less
+        # sensitive to one noisy evaluation than the KL at a single matched accuracy.
+        r["kl_per_gain"] = r["kl_end"] / (100 * gain) if r["kl_end"] is not None and gain > 0.005 else None
     findings = []
     if "raft_pp" in rows and "grpo" in rows:
         a, g = rows["raft_pp"]["heldout_early"], rows["grpo"]["heldout_early"]
@@ -106,11 +112,17 @@ def analyse(runs: dict[str, dict]) -> dict[str, Any]:
                 "held": q["entropy_end"] / q["entropy_start"] < r["entropy_end"] / r["entropy_start"],
             })
     if "reinforce_rej" in rows and "grpo" in rows:
-        kr, kg = rows["reinforce_rej"]["kl_at_matched"], rows["grpo"]["kl_at_matched"]
+        kr, kg = rows["reinforce_rej"]["kl_per_gain"], rows["grpo"]["kl_per_gain"]
+        mr, mg = rows["reinforce_rej"]["kl_at_matched"], rows["grpo"]["kl_at_matched"]
         if kr is not None and kg is not None and kg > 0:
+            matched_text = (
+                f"; KL at held-out accuracy {matched:.3f}: Reinforce-Rej {mr:.4f} vs GRPO {mg:.4f}"
+                if mr is not None and mg is not None else ""
+            )
             findings.append({
                 "finding": "5. Reinforce-Rej reaches GRPO's accuracy at lower KL to the initial model",
-                "numbers": f"KL at held-out accuracy {matched:.3f}: Reinforce-Rej {kr:.4f} vs GRPO {kg:.4f} ({kr / kg:.0%} of GRPO's; paper: ~40%)",
+                "numbers": f"KL per point of held-out accuracy gained: Reinforce-Rej {kr:.4f} vs GRPO {kg:.4f} "
+                f"({kr / kg:.0%} of GRPO's; paper: ~40%){matched_text}",
                 "held": kr < kg,
             })
         else:
@@ -130,15 +142,15 @@ def markdown_table(analysis: dict, settings: dict, wall_seconds: float) -> str:
     rows = analysis["rows"]
     lines = [
         "| algorithm | held-out acc start | early (<= step) | end | batch acc 1st / last third | held-out entropy start -> end "
-        f"| KL end | KL at acc {_fmt(analysis['matched_accuracy'])} | all-wrong / all-correct groups | samples kept | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| KL end | KL at acc {_fmt(analysis['matched_accuracy'])} | KL per acc point | all-wrong / all-correct groups | samples kept | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         lines.append(
             f"| {name} | {_fmt(r['heldout_start'])} | {_fmt(r['heldout_early'])} (<= {r['early_until_step']}) | "
             f"{_fmt(r['heldout_end'])} | {_fmt(r['batch_acc_first_third'])} / {_fmt(r['batch_acc_last_third'])} | "
             f"{_fmt(r['entropy_start'])} -> {_fmt(r['entropy_end'])} | {_fmt(r['kl_end'], '.4f')} | "
-            f"{_fmt(r['kl_at_matched'], '.4f')} | {_fmt(r['all_wrong'], '.2f')} / {_fmt(r['all_correct'], '.2f')} | "
+            f"{_fmt(r['kl_at_matched'], '.4f')} | {_fmt(r['kl_per_gain'], '.4f')} | {_fmt(r['all_wrong'], '.2f')} / {_fmt(r['all_correct'], '.2f')} | "
             f"{_fmt(r['kept'], '.2f')} | {_fmt(r['seconds'], '.0f')} |"
         )
     lines.append("")
@@ -146,7 +158,8 @@ def markdown_table(analysis: dict, settings: dict, wall_seconds: float) -> str:
         f"Settings: {settings.get('steps')} steps x {settings.get('prompts_per_step')} prompts x "
         f"{settings.get('num_generations')} samples, lr {settings.get('learning_rate')}, beta {settings.get('beta')}, "
         f"seed {settings.get('seed')}; held-out accuracy on {settings.get('eval_problems')} problems x "
-        f"{settings.get('eval_samples')} samples at temperature 1.0 ('end' = mean of the last two evaluations). "
+        f"{settings.get('eval_samples')} samples at temperature 1.0; 'end' and 'KL end' = mean of the last two "
+        "evaluations; entropy and KL are measured on the held-out samples (every sample, nothing filtered). "
         f"Wall time {wall_seconds / 60:.1f} min."
     )
     lines.append("")
@@ -158,11 +171,12 @@ def markdown_table(analysis: dict, settings: dict, wall_seconds: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from minimal_rl.commands.common import prepare_output_dir, resolve_source, setup_environment, train_one
-    from minimal_rl.plots import plot_compare
 
     t0 = time.perf_counter()
     algorithms = list(dict.fromkeys(args.algorithms))
     runs: dict[str, dict] = {}
+    if args.render_only:
+        return render(Path(args.output_dir or "outputs/compare"), algorithms)
     try:
         setup_environment(args.threads)
         out = prepare_output_dir(args.output_dir or "outputs/compare", args.overwrite)
@@ -177,13 +191,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: finished runs and the partial one are in {out}", file=sys.stderr)
         if not runs:
             return 130
-    wall = time.perf_counter() - t0
+    write_report(runs, out, time.perf_counter() - t0, source.header.get("model", ""))
+    return 0 if len(runs) == len(algorithms) else 130
+
+
+def write_report(runs: dict[str, dict], out: Path, wall: float, model: str) -> None:
+    from minimal_rl.plots import plot_compare
+
     analysis = analyse(runs)
     settings = next(iter(runs.values())).get("settings", {})
     table = markdown_table(analysis, settings, wall)
-    plot_compare(runs, out / "compare.png", title=f"{', '.join(runs)} on {source.header.get('model', '')}")
+    plot_compare(runs, out / "compare.png", title=f"{', '.join(runs)} on {model}")
     (out / "compare.md").write_text(table)
     (out / "compare.json").write_text(json.dumps({"analysis": analysis, "wall_seconds": round(wall, 1), "algorithms": list(runs)}, indent=1))
     print("\n" + table)
     print(f"wrote {out / 'compare.png'}, {out / 'compare.md'} and one folder per algorithm")
-    return 0 if len(runs) == len(algorithms) else 130
+
+
+def render(out: Path, algorithms: list[str]) -> int:
+    """--render-only: the report from finished runs (e.g. after an interrupted compare)."""
+    runs = {}
+    for algo in algorithms:
+        path = out / algo / "metrics.json"
+        if path.exists():
+            runs[algo] = json.loads(path.read_text())
+    if not runs:
+        print(f"minimal-rl compare: error: no runs of {', '.join(algorithms)} in {out}", file=sys.stderr)
+        return 2
+    old = out / "compare.json"
+    wall = json.loads(old.read_text()).get("wall_seconds", 0.0) if old.exists() else sum(r.get("train_seconds", 0) for r in runs.values())
+    write_report(runs, out, wall, next(iter(runs.values())).get("model", ""))
+    return 0
