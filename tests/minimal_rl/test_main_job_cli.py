@@ -72,6 +72,9 @@ def test_compare_writes_figure_and_table(cache, tmp_path):
     assert _png_ok(out / "compare.png")
     assert json.loads((out / "raft_pp" / "metrics.json").read_text())["status"] == "complete"
     assert main(argv) == 2  # a second compare into the same folder is refused
+    (out / "compare.md").unlink()
+    render = ["compare", "--render-only", "--algorithms", "raft_pp", "reinforce_rej", "--output-dir", str(out)]
+    assert main(render) == 0 and "| raft_pp |" in (out / "compare.md").read_text()
 
 
 def test_ctrl_c_leaves_a_valid_partial_metrics_file(cache, tmp_path):
