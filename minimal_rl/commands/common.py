@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 # Files and folders train/compare write; --overwrite removes only these (never a whole folder).
-OWNED_NAMES = ("metrics.json", "metrics.png", "model", "trl", "compare.json", "compare.md", "compare.png")
+OWNED_NAMES = ("metrics.json", "metrics.png", "model", "trl", "heldout.jsonl", "compare.json", "compare.md", "compare.png")
 
 
 class UsageError(Exception):
@@ -267,6 +267,8 @@ def train_one(algorithm: str, args: argparse.Namespace, source: RunSource, out: 
         return evaluate
 
     out.mkdir(parents=True, exist_ok=True)
+    # The held-out problems as JSONL, so `minimal-rl eval --data <out>/heldout.jsonl` can score the result.
+    (out / "heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in source.heldout_rows))
     payload = run_training(
         settings, source.model_path, source.train_rows, evaluate_factory, out, source.header,
         progress=not args.no_progress, log=log, conversational_prompt=source.messages, log_every=args.log_every,

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from minimal_rl.demo.model import ModelConfig, build_model, build_tokenizer
@@ -94,3 +95,17 @@ def test_cache_is_reused_and_corruption_is_rebuilt(tmp_path):
     (b3.path / "manifest.json").write_text(json.dumps(m))
     load_or_build(tmp_path, TINY_TASK, TINY, warm, progress=False, log=messages.append)
     assert any("load test failed" in m for m in messages)
+
+
+@pytest.mark.slow
+def test_real_warmstart_lands_in_the_band(tmp_path):
+    """The default warm-start (~1 min here) stops inside 20-50% sampled accuracy, well before max_steps."""
+    b = load_or_build(tmp_path, progress=False, log=lambda s: None)
+    report = b.manifest["warmstart"]
+    assert 0.20 <= report["accuracy"] <= 0.50
+    assert report["steps"] < WarmStartConfig().max_steps
+    # The cached model really is that good: re-measure on other held-out problems.
+    from minimal_rl.demo.evaluate import evaluate_heldout
+
+    acc = evaluate_heldout(b.model, b.tokenizer, b.splits.heldout[256:512], samples_per_problem=2, seed=5)["heldout_accuracy"]
+    assert 0.15 <= acc <= 0.55

@@ -47,6 +47,7 @@ def test_two_step_train_writes_metrics_and_plot(algorithm, cache, tmp_path):
     assert [e["step"] for e in payload["evals"]] == [0, 1, 2]
     assert _png_ok(out / "metrics.png")
     assert (out / "model" / "config.json").exists()
+    assert len((out / "heldout.jsonl").read_text().splitlines()) == 64
 
 
 def test_output_dir_is_not_clobbered_without_overwrite(cache, tmp_path, capsys):
