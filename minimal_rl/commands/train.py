@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         f"{s.get('heldout_accuracy_end', float('nan')):.3f} after {args.steps} steps; "
         f"KL to initial model {s.get('heldout_kl_end') or 0.0:.4f}; entropy "
         f"{s.get('entropy_start', float('nan')):.3f} -> {s.get('entropy_end', float('nan')):.3f}; "
-        f"{s.get('seconds_per_step_median', float('nan')):.2f} s/step; wall time {wall / 60:.1f} min (warm-start included)"
+        f"{s.get('seconds_per_step_median', float('nan')):.2f} s/step (median); wall time "
+        f"{f'{wall:.0f} s' if wall < 120 else f'{wall / 60:.1f} min'} (warm-start included if it ran)"
     )
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.png'} and {out / 'model'}/")
     return 0
