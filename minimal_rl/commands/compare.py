@@ -111,6 +111,18 @@ def analyse(runs: dict[str, dict]) -> dict[str, Any]:
                 f"{r['entropy_end']:.3f} ({r['entropy_end'] / r['entropy_start']:.0%})",
                 "held": q["entropy_end"] / q["entropy_start"] < r["entropy_end"] / r["entropy_start"],
             })
+    if all(n in rows for n in ("reinforce", "reinforce_remove_all_wrong", "grpo")):
+        end = {n: rows[n]["heldout_end"] for n in ("reinforce", "reinforce_remove_all_wrong", "grpo")}
+        if None not in end.values():
+            gap = end["grpo"] - end["reinforce"]
+            explained = end["reinforce_remove_all_wrong"] - end["reinforce"]
+            findings.append({
+                "finding": "4. most of GRPO's gain over Reinforce comes from removing all-wrong prompts",
+                "numbers": f"end held-out accuracy: Reinforce {end['reinforce']:.3f}, Reinforce + remove all wrong "
+                f"{end['reinforce_remove_all_wrong']:.3f}, GRPO {end['grpo']:.3f} (GRPO - Reinforce = {gap:+.3f}, "
+                f"of which removing all-wrong groups gives {explained:+.3f})",
+                "held": (gap > 0 and explained >= 0.5 * gap) if gap > 0.005 else None,
+            })
     if "reinforce_rej" in rows and "grpo" in rows:
         kr, kg = rows["reinforce_rej"]["kl_per_gain"], rows["grpo"]["kl_per_gain"]
         mr, mg = rows["reinforce_rej"]["kl_at_matched"], rows["grpo"]["kl_at_matched"]
