@@ -1,0 +1,55 @@
+"""The compare table's numbers and findings checks, on hand-made run records."""
+
+import pytest
+
+from minimal_rl.commands.compare import _interp_kl_at, analyse, markdown_table
+
+
+def run(accs, kls, ents, steps_acc=0.4):
+    evals = [
+        {"step": 25 * i, "heldout_accuracy": a, "heldout_kl": k, "heldout_entropy": e}
+        for i, (a, k, e) in enumerate(zip(accs, kls, ents))
+    ]
+    steps = [{"step": s, "accuracy": steps_acc, "groups_all_wrong": 0.1, "groups_all_correct": 0.0, "samples_kept_frac": 0.5}
+             for s in range(1, 25 * (len(accs) - 1) + 1)]
+    return {"evals": evals, "steps": steps, "train_seconds": 10.0}
+
+
+def test_interpolated_kl_at_matched_accuracy():
+    evals = [{"heldout_accuracy": 0.3, "heldout_kl": 0.0}, {"heldout_accuracy": 0.5, "heldout_kl": 0.2}]
+    assert _interp_kl_at(evals, 0.4) == pytest.approx(0.1)
+    assert _interp_kl_at(evals, 0.6) is None
+
+
+def test_findings_hold_and_fail_as_constructed():
+    runs = {
+        # RAFT++ fast early, entropy collapses; GRPO slow early; Reinforce-Rej same accuracy at half the KL.
+        "raft_pp": run([0.3, 0.4, 0.42, 0.44, 0.45], [0, .1, .1, .1, .1], [0.2, 0.15, 0.1, 0.05, 0.05]),
+        "grpo": run([0.3, 0.32, 0.34, 0.40, 0.50], [0, .1, .2, .3, .4], [0.2, 0.2, 0.19, 0.18, 0.18]),
+        "reinforce_rej": run([0.3, 0.32, 0.34, 0.40, 0.50], [0, .05, .1, .15, .2], [0.2, 0.2, 0.2, 0.2, 0.2]),
+        "reinforce": run([0.3, 0.3, 0.3, 0.3, 0.3], [0] * 5, [0.2] * 5),
+        "reinforce_remove_all_wrong": run([0.3, 0.32, 0.34, 0.40, 0.46], [0] * 5, [0.2] * 5),
+    }
+    a = analyse(runs)
+    rows = a["rows"]
+    # early = evaluations in the first third of 100 steps (33 -> the eval at step 25 only)
+    assert rows["raft_pp"]["heldout_early"] == pytest.approx(0.4)
+    assert rows["raft_pp"]["heldout_end"] == pytest.approx(0.445)
+    assert rows["grpo"]["kl_end"] == pytest.approx(0.35)
+    assert a["matched_accuracy"] == pytest.approx(0.3)  # "reinforce" never improved
+    held = {f["finding"][:2]: f["held"] for f in a["findings"]}
+    assert held["1."] is True and held["2."] is True
+    assert held["5."] is True  # KL end 0.175 vs 0.35 for the same gain (0.30 -> 0.45)
+    assert held["4."] is True  # 0.13 of GRPO's 0.15 gap (end = mean of last two evals) comes from removing all-wrong groups
+    table = markdown_table(a, {"steps": 100}, 60.0)
+    assert "| raft_pp | 0.300 | 0.400 (<= 25) | 0.445 |" in table
+    assert "reproduced" in table
+
+
+def test_finding_fails_when_the_numbers_say_so():
+    runs = {
+        "raft_pp": run([0.3, 0.32, 0.4], [0, .1, .1], [0.2, 0.2, 0.2]),
+        "grpo": run([0.3, 0.38, 0.4], [0, .1, .1], [0.2, 0.2, 0.2]),
+    }
+    [f1] = analyse(runs)["findings"]
+    assert f1["held"] is False
