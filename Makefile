@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/minimal-rl compare
+	# --overwrite: re-running the demo replaces its own earlier results (only the files it wrote)
+	$(VENV)/bin/minimal-rl compare --output-dir outputs/compare --overwrite
 
 test: setup
 	$(TEST_ENV) $(PY) -m pytest
