@@ -175,8 +175,13 @@ def markdown_table(analysis: dict, settings: dict, wall_seconds: float) -> str:
         f"Wall time {wall_seconds / 60:.1f} min."
     )
     lines.append("")
+    lines.append(
+        "Held-out accuracy has a standard error of about 0.5 / sqrt(problems x samples) per evaluation: "
+        "differences of that size are noise, whatever the verdicts below say."
+    )
+    lines.append("")
     for f in analysis["findings"]:
-        verdict = {True: "reproduced", False: "NOT reproduced", None: "not measurable"}[f["held"]]
+        verdict = {True: "holds in this run (direction; check the noise)", False: "does NOT hold in this run", None: "not measurable"}[f["held"]]
         lines.append(f"- **{f['finding']}**: {verdict}. {f['numbers']}.")
     return "\n".join(lines) + "\n"
 

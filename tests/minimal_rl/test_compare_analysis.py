@@ -43,7 +43,7 @@ def test_findings_hold_and_fail_as_constructed():
     assert held["4."] is True  # 0.13 of GRPO's 0.15 gap (end = mean of last two evals) comes from removing all-wrong groups
     table = markdown_table(a, {"steps": 100}, 60.0)
     assert "| raft_pp | 0.300 | 0.400 (<= 25) | 0.445 |" in table
-    assert "reproduced" in table
+    assert "holds in this run" in table
 
 
 def test_finding_fails_when_the_numbers_say_so():
