@@ -28,6 +28,7 @@ from minimal_rl.reward import math_verify_reward
 TRAINABLE = (
     "raft",
     "raft_pp",
+    "raft_pp_no_clip",
     "reinforce",
     "reinforce_rej",
     "reinforce_rej_std",
@@ -142,9 +143,13 @@ def build_trainer(
     algo = settings.algorithm
     if algo == "grpo":
         trainer_cls, config = GRPOTrainer, GRPOConfig(scale_rewards="group", **common)
-    elif algo in ("raft", "raft_pp"):
+    elif algo in ("raft", "raft_pp", "raft_pp_no_clip"):
         trainer_cls = RaftTrainer
-        config = RaftConfig(importance_sampling=(algo == "raft_pp"), hard_drop=settings.hard_drop, **common)
+        if algo == "raft_pp_no_clip":
+            # The paper's finding-3 ablation: importance sampling without clipping. RAFT's weights are
+            # all positive, so only the upper clip can bind; 1e9 removes it (as recipes/verl/raft_pp_no_clip.sh).
+            common["epsilon_high"] = 1e9
+        config = RaftConfig(importance_sampling=(algo != "raft"), hard_drop=settings.hard_drop, **common)
     else:
         get_algorithm(algo)
         trainer_cls = ReinforceRejTrainer

@@ -3,6 +3,8 @@
 The paper's findings in miniature (Xiong et al., arXiv 2504.11343, Fig. 2-4):
   1. RAFT++ learns faster than GRPO early;
   2. positive-only training (RAFT, RAFT++) collapses token entropy, Reinforce-Rej keeps it;
+  3. importance sampling without clipping (raft_pp_no_clip) is worse than plain RAFT;
+  4. most of GRPO's gain over Reinforce comes from removing all-wrong prompts;
   5. Reinforce-Rej reaches GRPO's reward at a fraction of GRPO's KL to the initial model.
 Each check is printed with its numbers and whether it held in this run.
 """
@@ -21,7 +23,7 @@ from minimal_rl.commands.train import ALGORITHM_CHOICES
 
 DEFAULT_ALGORITHMS = ("raft", "raft_pp", "grpo", "reinforce_rej")
 DEFAULT_STEPS = 300
-POSITIVE_ONLY = ("raft", "raft_pp")
+POSITIVE_ONLY = ("raft", "raft_pp", "raft_pp_no_clip")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,6 +76,7 @@ def analyse(runs: dict[str, dict]) -> dict[str, Any]:
             "all_wrong": _mean([s.get("groups_all_wrong") for s in steps]),
             "all_correct": _mean([s.get("groups_all_correct") for s in steps]),
             "kept": _mean([s.get("samples_kept_frac") for s in steps]),
+            "clip_ratio": _mean([s.get("clip_ratio") for s in steps]),
             "seconds": p.get("train_seconds"),
             "early_until_step": max((e["step"] for e in early), default=0),
         }
@@ -110,6 +113,18 @@ def analyse(runs: dict[str, dict]) -> dict[str, Any]:
                 f"({q['entropy_end'] / q['entropy_start']:.0%} of start); Reinforce-Rej {r['entropy_start']:.3f} -> "
                 f"{r['entropy_end']:.3f} ({r['entropy_end'] / r['entropy_start']:.0%})",
                 "held": q["entropy_end"] / q["entropy_start"] < r["entropy_end"] / r["entropy_start"],
+            })
+    if "raft" in rows and "raft_pp_no_clip" in rows:
+        r, u = rows["raft"], rows["raft_pp_no_clip"]
+        if None not in (r["heldout_end"], u["heldout_end"]):
+            clipped = rows.get("raft_pp", {}).get("clip_ratio")
+            clip_text = f"; RAFT++ clipped {clipped:.2%} of its tokens' ratios in the same setting" if clipped is not None else ""
+            findings.append({
+                "finding": "3. importance sampling without clipping is worse than plain RAFT",
+                "numbers": f"end held-out accuracy: RAFT++ without clipping {u['heldout_end']:.3f} vs RAFT {r['heldout_end']:.3f}; "
+                f"early {_fmt(u['heldout_early'])} vs {_fmt(r['heldout_early'])}; KL end {_fmt(u['kl_end'], '.4f')} vs "
+                f"{_fmt(r['kl_end'], '.4f')}{clip_text}",
+                "held": u["heldout_end"] < r["heldout_end"],
             })
     if all(n in rows for n in ("reinforce", "reinforce_remove_all_wrong", "grpo")):
         end = {n: rows[n]["heldout_end"] for n in ("reinforce", "reinforce_remove_all_wrong", "grpo")}

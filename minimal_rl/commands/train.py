@@ -17,6 +17,7 @@ from minimal_rl.commands.common import UsageError, add_run_arguments
 ALGORITHM_CHOICES = (
     "raft",
     "raft_pp",
+    "raft_pp_no_clip",  # RAFT++ without clipping (the paper's finding 3)
     "reinforce",
     "reinforce_rej",
     "reinforce_rej_std",

@@ -53,3 +53,20 @@ def test_finding_fails_when_the_numbers_say_so():
     }
     [f1] = analyse(runs)["findings"]
     assert f1["held"] is False
+
+
+def test_finding_3_importance_sampling_without_clipping_vs_raft():
+    clip = [{"step": s, "clip_ratio": 0.02} for s in range(1, 101)]
+    runs = {
+        "raft": run([0.3, 0.35, 0.4, 0.42, 0.44], [0, .05, .05, .06, .06], [0.2] * 5),
+        "raft_pp": dict(run([0.3, 0.35, 0.4, 0.42, 0.44], [0] * 5, [0.2] * 5), steps=clip),
+        "raft_pp_no_clip": run([0.3, 0.33, 0.35, 0.36, 0.38], [0, .1, .2, .3, .4], [0.2] * 5),
+    }
+    a = analyse(runs)
+    [f3] = [f for f in a["findings"] if f["finding"].startswith("3.")]
+    assert f3["held"] is True
+    assert "RAFT++ without clipping 0.370 vs RAFT 0.430" in f3["numbers"]
+    assert "RAFT++ clipped 2.00% of its tokens" in f3["numbers"]
+    runs["raft_pp_no_clip"] = runs["raft"]
+    [f3] = [f for f in analyse(runs)["findings"] if f["finding"].startswith("3.")]
+    assert f3["held"] is False

@@ -33,6 +33,7 @@ EXPECTED = {
     "raft": ("RaftConfig", {"importance_sampling": False, "epsilon_high": None}),
     "raft_pp": ("RaftConfig", {"importance_sampling": True, "epsilon_high": None}),
     "raft_pp_clip_higher": ("RaftConfig", {"importance_sampling": True, "epsilon_high": 0.28}),
+    "raft_pp_no_clip": ("RaftConfig", {"importance_sampling": True, "epsilon_high": 1e9}),
     "reinforce_rej": ("ReinforceRejConfig", {"algorithm": "reinforce_rej", "reward_mapping": "signed"}),
     "grpo": ("GRPOConfig", {"scale_rewards": "group"}),
 }

@@ -227,6 +227,26 @@ def test_raft_ignores_the_ratio_when_old_logps_differ(tmp_path, tiny_tokenizer):
     assert all(float(g.abs().max()) == 0.0 for g in clipped.values())
 
 
+def test_raft_pp_without_clipping_weights_every_token_by_its_ratio(tmp_path, tiny_tokenizer):
+    # The paper's finding-3 ablation (`minimal-rl train --algorithm raft_pp_no_clip`, verl's
+    # raft_pp_no_clip.sh): epsilon_high = 1e9. With old log-probs log 2 below the current ones every ratio
+    # is 2 and none is clipped, so the gradient is exactly twice RAFT's; with the default clip it vanishes.
+    model = build_model(tiny_tokenizer)
+    raft = make_trainer("raft", tiny_tokenizer, tmp_path / "raft", model=copy.deepcopy(model))
+    no_clip = make_trainer("raft_pp", tiny_tokenizer, tmp_path / "nc", model=copy.deepcopy(model), epsilon_high=1e9)
+    clipped = make_trainer("raft_pp", tiny_tokenizer, tmp_path / "pp", model=copy.deepcopy(model))
+    batch = generate(raft)
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, batch["prompt_ids"].size(1) - 1 : -1]
+    logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    stale = dict(batch, old_per_token_logps=logps - math.log(2.0))
+    twice_raft = {name: 2.0 * g for name, g in gradient(raft, batch).items()}
+    assert_same_gradients(gradient(no_clip, stale), twice_raft, rtol=1e-4, atol=1e-6)
+    assert all(float(g.abs().max()) == 0.0 for g in gradient(clipped, stale).values())
+
+
 @pytest.mark.parametrize("algorithm", ["raft", "reinforce_rej"])
 def test_mask_and_hard_drop_give_the_same_gradient(tmp_path, tiny_tokenizer, algorithm):
     model = build_model(tiny_tokenizer)

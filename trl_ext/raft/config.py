@@ -26,7 +26,7 @@ class RaftConfig(WeightedGRPOConfig):
     other settings are TRL's defaults already (`learning_rate=1e-6`, `temperature=1.0`, `epsilon=0.2`,
     `beta=0.0`: the paper's runs add a KL term of 0.001, set `beta=0.001` for it). The released code's
     dual clipping (c = 3) is TRL's `delta=3.0`. The paper's "RAFT++ without clipping" ablation is
-    `importance_sampling=True, epsilon=1e9` (never clipped).
+    `importance_sampling=True, epsilon_high=1e9` (never clipped: with weights ≥ 0 only the upper clip binds).
     """
 
     importance_sampling: bool = field(
