@@ -29,20 +29,13 @@ from typing import Any
 import torch
 from verl.trainer.ppo.core_algos import register_adv_est
 
-from minimal_rl.algorithms import compute_weights
+from minimal_rl.algorithms import ALGORITHMS, compute_weights
 
 from .options import read_options
 
-# Estimator names this package registers (lower case, as verl compares them).
-ESTIMATOR_NAMES: tuple[str, ...] = (
-    "raft",
-    "reinforce",
-    "reinforce_rej",
-    "reinforce_rej_std",
-    "reinforce_remove_all_wrong",
-    "reinforce_remove_all_correct",
-    "reinforce_mean_zero",
-)
+# Estimator names this package registers (lower case, as verl compares them): every algorithm of the
+# core except RAFT++ (the `raft` estimator + verl's `vanilla` loss) and GRPO (verl's own `grpo`).
+ESTIMATOR_NAMES: tuple[str, ...] = tuple(name for name in ALGORITHMS if name not in ("raft_pp", "grpo"))
 
 
 def broadcast_weights(

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from minimal_rl.algorithms import ALGORITHMS
+
 from ..weighted import WeightedGRPOConfig
 
-REINFORCE_ALGORITHMS = (
-    "reinforce",
-    "reinforce_rej",
-    "reinforce_rej_std",
-    "reinforce_remove_all_wrong",
-    "reinforce_remove_all_correct",
-    "reinforce_mean_zero",
-)
+# Reinforce-Rej and the paper's Reinforce ablations: the core's algorithms of the Reinforce family.
+REINFORCE_ALGORITHMS: tuple[str, ...] = tuple(name for name in ALGORITHMS if name.startswith("reinforce"))
 
 
 @dataclass
