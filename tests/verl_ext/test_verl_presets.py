@@ -30,6 +30,7 @@ PRESETS = {
     "raft": ("raft", "raft", 0.2),
     "raft_pp": ("raft", "vanilla", 0.2),
     "raft_pp_clip_higher": ("raft", "vanilla", 0.28),
+    "raft_pp_no_clip": ("raft", "vanilla", 1e9),
     "reinforce": ("reinforce", "vanilla", 0.2),
     "reinforce_rej": ("reinforce_rej", "vanilla", 0.2),
     "reinforce_rej_std": ("reinforce_rej_std", "vanilla", 0.2),
