@@ -52,7 +52,7 @@ def compose_preset(preset: str, *extra: str):
 
 
 def test_every_preset_file_is_tested():
-    assert {p.stem for p in PRESET_DIR.glob("*.yaml")} == set(PRESETS)
+    assert {p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith("_")} == set(PRESETS)
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
