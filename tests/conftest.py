@@ -1,4 +1,5 @@
-"""Test-wide settings. No tests/__init__.py on purpose: verl ships a top-level `tests` package."""
+"""Test-wide settings and fixtures. No tests/__init__.py on purpose: verl ships a top-level `tests` package;
+the shared builders are in tests/support/mrl_testing.py (on the path through pyproject's pytest `pythonpath`)."""
 
 import os
 from pathlib import Path
@@ -26,3 +27,19 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "math500.jsonl").exists():
         pytest.skip(f"benchmark data not found at {SHARED_DATA} (the project's ../shared/data)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """Character-level tokenizer built offline (tests/support/mrl_testing.py)."""
+    import mrl_testing
+
+    return mrl_testing.build_tokenizer()
+
+
+@pytest.fixture
+def tiny_model(tiny_tokenizer):
+    """A fresh 2-layer random Llama (tests/support/mrl_testing.py)."""
+    import mrl_testing
+
+    return mrl_testing.build_model(tiny_tokenizer)
