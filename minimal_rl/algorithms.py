@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS, get_algorithm, get_sample_filter  # noqa: F401 (re-export)
 
 logger = logging.getLogger(__name__)
 
@@ -230,83 +232,69 @@ def grpo_weights(rewards: torch.Tensor, index: torch.Tensor, stats: GroupStatist
 
 
 # --------------------------------------------------------------------------------------------
-# What is dropped
+# Sample filters: which samples the update may use (one function per filter of the table)
 # --------------------------------------------------------------------------------------------
 
 
+def keep_everything(correct: torch.Tensor, stats: GroupStatistics) -> torch.Tensor:
+    """Filter ``none`` (Reinforce, Reinforce + mean zero, GRPO): nothing is dropped."""
+    return torch.ones_like(correct, dtype=torch.bool)
+
+
 def drop_wrong_responses(correct: torch.Tensor, stats: GroupStatistics) -> torch.Tensor:
-    """RAFT / RAFT++ keep mask: only correct responses (rejection sampling, paper Sec. 3.1)."""
+    """Filter ``drop_wrong`` (RAFT / RAFT++): only correct responses (rejection sampling, paper Sec. 3.1)."""
     return correct.clone()
 
 
-def drop_all_wrong_and_all_correct_groups(correct: torch.Tensor, stats: GroupStatistics) -> torch.Tensor:
-    """Reinforce-Rej keep mask: only mixed groups (paper, Sec. 4: "filter out prompts with all-correct
-    and all-wrong responses")."""
-    return stats.kind_per_sample == MIXED
-
-
 def drop_all_wrong_groups(correct: torch.Tensor, stats: GroupStatistics) -> torch.Tensor:
-    """Reinforce + remove all wrong ablation: every group except the all-wrong ones."""
+    """Filter ``drop_all_wrong`` (Reinforce + remove all wrong, paper Sec. 4): every group but the all-wrong."""
     return stats.kind_per_sample != ALL_WRONG
 
 
 def drop_all_correct_groups(correct: torch.Tensor, stats: GroupStatistics) -> torch.Tensor:
-    """Reinforce + remove all correct ablation: every group except the all-correct ones."""
+    """Filter ``drop_all_correct`` (Reinforce + remove all correct, paper Sec. 4): every group but the all-correct."""
     return stats.kind_per_sample != ALL_CORRECT
 
 
-def keep_everything(correct: torch.Tensor, stats: GroupStatistics) -> torch.Tensor:
-    """Reinforce, Reinforce + mean zero, GRPO: nothing is dropped."""
-    return torch.ones_like(correct, dtype=torch.bool)
+def drop_uniform_groups(correct: torch.Tensor, stats: GroupStatistics) -> torch.Tensor:
+    """Filter ``drop_uniform`` (Reinforce-Rej, paper Sec. 4: "filter out prompts with all-correct and all-wrong
+    responses"): only mixed groups. For binary rewards these are exactly GRPO's zero-variance groups."""
+    return stats.kind_per_sample == MIXED
 
 
-# --------------------------------------------------------------------------------------------
-# The algorithms by name
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Algorithm:
-    """One row of the spec's table: how weights are made, what is dropped, which loss it uses."""
-
-    name: str
-    weights: Callable[..., torch.Tensor]  # (rewards, index, stats) -> (B,)
-    keep: Callable[[torch.Tensor, GroupStatistics], torch.Tensor]
-    # "nll": -A log pi, no ratio (RAFT). "ppo_clip": the PPO clipped surrogate (everything else).
-    loss: str
-    filters_groups: bool  # True when the keep mask removes whole groups (the sampler can refill)
-
-
-def _ignore_groups(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
-    return lambda rewards, index, stats: fn(rewards)
-
-
-ALGORITHMS: dict[str, Algorithm] = {
-    a.name: a
-    for a in (
-        Algorithm("raft", _ignore_groups(raft_weights), drop_wrong_responses, "nll", False),
-        Algorithm("raft_pp", _ignore_groups(raft_weights), drop_wrong_responses, "ppo_clip", False),
-        Algorithm("reinforce", _ignore_groups(reinforce_weights), keep_everything, "ppo_clip", False),
-        Algorithm(
-            "reinforce_rej", _ignore_groups(reinforce_weights), drop_all_wrong_and_all_correct_groups, "ppo_clip", True
-        ),
-        Algorithm("reinforce_rej_std", reinforce_rej_std_weights, drop_all_wrong_and_all_correct_groups, "ppo_clip", True),
-        Algorithm("reinforce_remove_all_wrong", _ignore_groups(reinforce_weights), drop_all_wrong_groups, "ppo_clip", True),
-        Algorithm(
-            "reinforce_remove_all_correct", _ignore_groups(reinforce_weights), drop_all_correct_groups, "ppo_clip", True
-        ),
-        Algorithm("reinforce_mean_zero", mean_zero_weights, keep_everything, "ppo_clip", False),
-        Algorithm("grpo", grpo_weights, keep_everything, "ppo_clip", False),
-    )
+# The functions behind the names of `minimal_rl.table` (a test checks that both name the same set).
+WEIGHTS: dict[str, Callable[[torch.Tensor, torch.Tensor, GroupStatistics], torch.Tensor]] = {
+    "unit": lambda rewards, index, stats: raft_weights(rewards),
+    "signed": lambda rewards, index, stats: reinforce_weights(rewards),
+    "signed_over_std": reinforce_rej_std_weights,
+    "mean_centred": mean_zero_weights,
+    "grpo": grpo_weights,
+}
+FILTERS: dict[str, Callable[[torch.Tensor, GroupStatistics], torch.Tensor]] = {
+    "none": keep_everything,
+    "drop_wrong": drop_wrong_responses,
+    "drop_all_wrong": drop_all_wrong_groups,
+    "drop_all_correct": drop_all_correct_groups,
+    "drop_uniform": drop_uniform_groups,
 }
 
 
-def get_algorithm(name: str) -> Algorithm:
-    """Look an algorithm up by name, with an error that lists the valid names."""
-    try:
-        return ALGORITHMS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHMS)}") from None
+# --------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------
+
+
+def raft_loss(log_prob: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """Per-token RAFT loss -A_t * log pi_theta(a_t | x, a_<t) (paper, Eq. 2: SFT on the accepted samples;
+    "vanilla" in the released code): no importance ratio, no clipping. Any shape, elementwise.
+
+    RAFT++ and the Reinforce family use the host framework's own PPO clipped surrogate."""
+    return -advantages * log_prob
+
+
+# --------------------------------------------------------------------------------------------
+# One call for a batch
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -316,22 +304,26 @@ class WeightResult:
     weights: torch.Tensor  # (B,) float32; 0 where ``keep`` is False
     keep: torch.Tensor  # (B,) bool: samples the update may use
     correct: torch.Tensor  # (B,) bool
+    scores: torch.Tensor  # (B,) the raw scores as given
     rewards: torch.Tensor  # (B,) the mapped rewards r_i
     index: torch.Tensor  # (B,) group index
     stats: GroupStatistics
 
     def metrics(self, response_lengths: torch.Tensor | None = None) -> dict[str, float]:
-        """Filter metrics (spec: "Metrics every trainer logs each step"), un-prefixed names.
+        """Selection metrics (spec: "Metrics every trainer logs each step"), un-prefixed: both adapters log
+        them as ``minimal_rl/<name>``.
 
-        ``accuracy`` is measured before filtering: after dropping, a framework's own score metric only
-        sees kept samples (for RAFT it would always read 1.0).
+        ``accuracy_before_filter`` and ``score_before_filter/mean`` are measured before filtering: after a drop,
+        a framework's own score metric only sees kept samples (for RAFT it would always read 1.0).
         """
         b = max(int(self.keep.numel()), 1)
         m = {f"groups_{k}": v for k, v in self.stats.fractions().items()}
-        m["num_groups"] = float(self.stats.num_groups)
+        m["groups"] = float(self.stats.num_groups)
         m["samples_kept"] = float(self.keep.sum())
         m["samples_kept_frac"] = float(self.keep.sum()) / b
-        m["accuracy"] = float(self.correct.sum()) / b
+        m["accuracy_before_filter"] = float(self.correct.sum()) / b
+        finite = torch.isfinite(self.scores)
+        m["score_before_filter/mean"] = float(self.scores[finite].double().mean()) if finite.any() else 0.0
         kept = self.keep
         m["weight_mean"] = float(self.weights[kept].mean()) if kept.any() else 0.0
         if response_lengths is not None:
@@ -348,6 +340,7 @@ def compute_weights(
     group_ids: Any = None,
     *,
     group_size: int | None = None,
+    sample_filter: str | None = None,
     positive_threshold: float = 0.0,
     reward_mapping: str = "signed",
     nan_policy: str = "wrong",
@@ -356,8 +349,9 @@ def compute_weights(
 
     Args:
         scores: (B,) raw verifier scores (e.g. Math-Verify's 0/1, or +-1).
-        algorithm: a key of `ALGORITHMS` (``raft``, ``raft_pp``, ``reinforce_rej``, ...).
+        algorithm: a key of `minimal_rl.table.ALGORITHMS` (``raft``, ``raft_pp``, ``reinforce_rej``, ...).
         group_ids: (B,) prompt id of every response; or give ``group_size`` for consecutive chunks.
+        sample_filter: a key of `minimal_rl.table.SAMPLE_FILTERS` replacing the algorithm's default filter.
         positive_threshold: a response is correct iff its score is strictly above this.
         reward_mapping: ``signed`` (+-1, the paper) or ``raw`` (the fork's pass-through).
         nan_policy: ``wrong`` (NaN counts as wrong, logged) or ``error``.
@@ -365,7 +359,8 @@ def compute_weights(
     Returns a `WeightResult`; ``weights`` is already 0 wherever ``keep`` is False, so a framework that
     cannot drop rows ("zero" mode) may use it directly.
     """
-    algo = get_algorithm(algorithm)
+    spec = get_algorithm(algorithm)
+    keep_fn = FILTERS[get_sample_filter(sample_filter or spec.sample_filter).name]
     scores = torch.as_tensor(scores).reshape(-1)
     if not scores.dtype.is_floating_point:
         scores = scores.to(torch.float32)
@@ -381,11 +376,9 @@ def compute_weights(
     correct = correctness(scores, positive_threshold, nan_policy)
     stats = group_statistics(correct, index, num_groups)
     rewards = map_rewards(scores, correct, reward_mapping)
-    keep = algo.keep(correct, stats)
-    weights = algo.weights(rewards, index, stats).to(torch.float32)
+    keep = keep_fn(correct, stats)
+    weights = WEIGHTS[spec.weights](rewards, index, stats).to(torch.float32)
     weights = torch.where(keep, weights, torch.zeros_like(weights))
-    return WeightResult(weights=weights, keep=keep, correct=correct, rewards=rewards, index=index, stats=stats)
-
-
-def names() -> Sequence[str]:
-    return tuple(ALGORITHMS)
+    return WeightResult(
+        weights=weights, keep=keep, correct=correct, scores=scores, rewards=rewards, index=index, stats=stats
+    )

@@ -7,62 +7,67 @@ import numpy as np
 import pytest
 import torch
 
+from mrl_testing import HAND_KEEP, HAND_WEIGHTS, K_CORRECT, hand_weights, worked_example_scores, worked_example_uids
+
 from minimal_rl.algorithms import (
-    ALGORITHMS,
     ALL_CORRECT,
     ALL_WRONG,
+    FILTERS,
     MIXED,
+    WEIGHTS,
     compute_weights,
     correctness,
-    get_algorithm,
     group_index,
     group_statistics,
     signed_rewards,
 )
+from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS, WEIGHT_EQUATIONS, get_algorithm
 
-# The spec's worked example: n = 4 responses, k = 0..4 of them correct, one group per k.
-# Correct responses come first in each group.
-K_CORRECT = [0, 1, 2, 3, 4]
-
-
-def worked_example_scores(correct_value: float, wrong_value: float) -> torch.Tensor:
-    rows = [[correct_value] * k + [wrong_value] * (4 - k) for k in K_CORRECT]
-    return torch.tensor(rows, dtype=torch.float32).reshape(-1)
-
-
-UIDS = np.repeat([f"prompt-{k}" for k in K_CORRECT], 4).astype(object)
-s3 = math.sqrt(3) / 2  # 0.866...
-
-# Expected weights per group (k = 0..4), hand-computed from the spec's table. "x" = dropped.
-X = None
-EXPECTED = {
-    "raft": [[X] * 4, [1, X, X, X], [1, 1, X, X], [1, 1, 1, X], [1, 1, 1, 1]],
-    "raft_pp": [[X] * 4, [1, X, X, X], [1, 1, X, X], [1, 1, 1, X], [1, 1, 1, 1]],
-    "reinforce": [[-1] * 4, [1, -1, -1, -1], [1, 1, -1, -1], [1, 1, 1, -1], [1] * 4],
-    "reinforce_rej": [[X] * 4, [1, -1, -1, -1], [1, 1, -1, -1], [1, 1, 1, -1], [X] * 4],
-    # r / std with unbiased std: k=1 -> std 1; k=2 -> std 2/sqrt(3); k=3 -> std 1
-    "reinforce_rej_std": [[X] * 4, [1, -1, -1, -1], [s3, s3, -s3, -s3], [1, 1, 1, -1], [X] * 4],
-    "reinforce_remove_all_wrong": [[X] * 4, [1, -1, -1, -1], [1, 1, -1, -1], [1, 1, 1, -1], [1] * 4],
-    "reinforce_remove_all_correct": [[-1] * 4, [1, -1, -1, -1], [1, 1, -1, -1], [1, 1, 1, -1], [X] * 4],
-    "reinforce_mean_zero": [[0] * 4, [1.5, -0.5, -0.5, -0.5], [1, 1, -1, -1], [0.5, 0.5, 0.5, -1.5], [0] * 4],
-    # the spec: GRPO gives +1.5/-0.5 at k=1, +-0.866 at k=2, +0.5/-1.5 at k=3
-    "grpo": [[0] * 4, [1.5, -0.5, -0.5, -0.5], [s3, s3, -s3, -s3], [0.5, 0.5, 0.5, -1.5], [0] * 4],
-}
+UIDS = np.array(worked_example_uids(), dtype=object)
 
 
 def test_every_algorithm_has_an_expectation():
-    assert set(EXPECTED) == set(ALGORITHMS)
+    assert set(HAND_WEIGHTS) == set(ALGORITHMS)
 
 
-@pytest.mark.parametrize("algorithm", sorted(EXPECTED))
+def test_the_table_names_exactly_the_functions_that_exist():
+    assert set(WEIGHTS) == set(WEIGHT_EQUATIONS)
+    assert set(FILTERS) == set(SAMPLE_FILTERS) == set(HAND_KEEP)
+
+
+@pytest.mark.parametrize("algorithm", sorted(HAND_WEIGHTS))
 @pytest.mark.parametrize("score_values", [(1.0, -1.0), (1.0, 0.0)], ids=["pm1", "01"])
 def test_worked_example(algorithm, score_values):
     result = compute_weights(worked_example_scores(*score_values), algorithm, UIDS)
-    expected = EXPECTED[algorithm]
-    keep = torch.tensor([[w is not None for w in row] for row in expected]).reshape(-1)
-    weights = torch.tensor([[0.0 if w is None else float(w) for w in row] for row in expected]).reshape(-1)
+    weights, keep = hand_weights(algorithm)
     assert torch.equal(result.keep, keep)
     torch.testing.assert_close(result.weights, weights, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("sample_filter", sorted(HAND_KEEP))
+def test_every_filter_keeps_what_the_spec_says_on_top_of_any_weights(sample_filter):
+    keep = torch.tensor([kept for group in HAND_KEEP[sample_filter] for kept in group])
+    for algorithm in ALGORITHMS:
+        result = compute_weights(worked_example_scores(), algorithm, UIDS, sample_filter=sample_filter)
+        assert torch.equal(result.keep, keep), algorithm
+        unfiltered = compute_weights(worked_example_scores(), algorithm, UIDS, sample_filter="none")
+        # the filter only removes samples: kept samples keep the algorithm's own weight
+        torch.testing.assert_close(result.weights, torch.where(keep, unfiltered.weights, torch.zeros(20)))
+
+
+def test_the_ablations_are_reinforce_with_a_filter():
+    """The paper's Reinforce ablations are (reinforce weights, filter) pairs, not separate code paths."""
+    for name in ("reinforce_rej", "reinforce_remove_all_wrong", "reinforce_remove_all_correct"):
+        spec = ALGORITHMS[name]
+        a = compute_weights(worked_example_scores(), name, UIDS)
+        b = compute_weights(worked_example_scores(), "reinforce", UIDS, sample_filter=spec.sample_filter)
+        assert spec.weights == ALGORITHMS["reinforce"].weights
+        assert torch.equal(a.weights, b.weights) and torch.equal(a.keep, b.keep)
+
+
+def test_unknown_filter_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown sample filter 'drop_all'.*drop_uniform"):
+        compute_weights(worked_example_scores(), "grpo", UIDS, sample_filter="drop_all")
 
 
 def test_01_scores_do_not_turn_reinforce_rej_into_positives_only():
@@ -82,13 +87,14 @@ def test_raw_mapping_reproduces_the_fork_opt_in():
 def test_group_kinds_and_metrics():
     result = compute_weights(worked_example_scores(1.0, 0.0), "reinforce_rej", UIDS)
     assert result.stats.kind.tolist() == [ALL_WRONG, MIXED, MIXED, MIXED, ALL_CORRECT]
-    assert result.stats.num_correct.tolist() == K_CORRECT
+    assert result.stats.num_correct.tolist() == list(K_CORRECT)
     m = result.metrics(response_lengths=torch.arange(1, 21))
     assert m["groups_all_wrong"] == pytest.approx(0.2)
     assert m["groups_all_correct"] == pytest.approx(0.2)
     assert m["groups_mixed"] == pytest.approx(0.6)
     assert m["samples_kept"] == 12
-    assert m["accuracy"] == pytest.approx(0.5)  # before filtering
+    assert m["accuracy_before_filter"] == pytest.approx(0.5)  # before filtering
+    assert m["score_before_filter/mean"] == pytest.approx(0.5)
     assert m["tokens_kept"] == sum(range(5, 17))
     assert m["tokens_kept_frac"] == pytest.approx(sum(range(5, 17)) / sum(range(1, 21)))
 
@@ -213,6 +219,16 @@ def test_unknown_algorithm_and_mapping_errors_name_the_choices():
 def test_losses_per_algorithm():
     assert get_algorithm("raft").loss == "nll"
     assert all(a.loss == "ppo_clip" for n, a in ALGORITHMS.items() if n != "raft")
+
+
+def test_raft_loss_is_minus_weight_times_log_prob():
+    from minimal_rl.algorithms import raft_loss
+
+    log_prob = torch.tensor([[-0.5, -2.0]], requires_grad=True)
+    loss = raft_loss(log_prob, torch.tensor([[1.0, 0.0]]))
+    assert loss.tolist() == [[0.5, 0.0]]
+    (grad,) = torch.autograd.grad(loss.sum(), log_prob)
+    assert grad.tolist() == [[-1.0, 0.0]]
 
 
 def test_group_statistics_direct():
