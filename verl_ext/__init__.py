@@ -1,20 +1,19 @@
-"""verl plugin of minimal-rl: advantage estimators, the RAFT policy loss and Hydra presets.
+"""verl plugin of minimal-rl: advantage estimators, the RAFT policy loss, the dropping sampler, Hydra presets.
 
-verl imports this package at ``import verl`` in every process through the ``verl.plugins`` entry
-point (pyproject.toml), which registers:
+verl imports this package at ``import verl`` in every process through the ``verl.plugins`` entry point
+(pyproject.toml), which registers the advantage estimators of `minimal_rl.table.ESTIMATOR_NAMES`
+(`verl_ext.estimators`) and the policy loss ``raft`` (`verl_ext.losses`). The sampler
+(`verl_ext.sampler`) and the presets (``verl_ext/config/minimal_rl/``) are loaded by verl and Hydra by path.
 
-- advantage estimators ``raft``, ``reinforce``, ``reinforce_rej``, ``reinforce_rej_std``,
-  ``reinforce_remove_all_wrong``, ``reinforce_remove_all_correct``, ``reinforce_mean_zero``
-  (`verl_ext.estimators`);
-- the policy loss ``raft`` (`verl_ext.losses`).
-
-verl swallows a failing plugin import at DEBUG level, so a broken registration would only surface
-much later as "Unknown advantage estimator". We log it at ERROR, with the traceback, and re-raise.
+verl swallows a failing plugin import at DEBUG level, so a broken registration would only surface much later
+as "Unknown advantage estimator". We log it at ERROR, with the traceback, and re-raise.
 """
 
 from __future__ import annotations
 
 import logging
+
+from minimal_rl.table import ESTIMATOR_NAMES, LOSS_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +26,8 @@ INSTALL_HINT = (
 
 try:
     from . import estimators, losses  # noqa: F401  (registration happens at import)
-    from .estimators import ESTIMATOR_NAMES
 except Exception:
     logger.error("%s: registering the verl estimators and losses failed; %s", PACKAGE, INSTALL_HINT, exc_info=True)
     raise
-
-LOSS_NAMES: tuple[str, ...] = ("raft",)
 
 __all__ = ["ESTIMATOR_NAMES", "LOSS_NAMES", "INSTALL_HINT"]

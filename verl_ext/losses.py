@@ -11,11 +11,7 @@ import torch
 from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 from verl.utils.torch_functional import masked_mean
 
-
-def raft_loss_matrix(log_prob: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
-    """Per-token RAFT loss -A_t * log pi_theta(a_t | x, a_<t) (paper, Eq. 2: SFT on accepted samples,
-    "vanilla" in the released code): no importance ratio, no clipping. Shapes (bs, T)."""
-    return -advantages * log_prob
+from minimal_rl.algorithms import raft_loss
 
 
 @register_policy_loss("raft")  # type: ignore[arg-type]
@@ -28,17 +24,17 @@ def compute_policy_loss_raft(
     config: Optional[Any] = None,
     rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """RAFT loss L = agg(-A * log pi_theta) with verl's ``agg_loss`` and global batch info.
+    """RAFT loss L = agg(-A * log pi_theta) (`minimal_rl.algorithms.raft_loss`, paper Eq. 2) with verl's
+    ``agg_loss`` and global batch info.
 
-    All tensors (bs, T). Same call signature and metric keys as verl's ``vanilla`` loss, so verl's
-    metric aggregation sees the same keys every step: ``actor/pg_clipfrac`` and
-    ``actor/pg_clipfrac_lower`` are always 0 (nothing is clipped) and ``actor/ppo_kl`` is the usual
-    mean of log pi_old - log pi_theta. With one gradient step per batch (pi_theta = pi_old) the
-    gradient equals RAFT++'s (``vanilla`` with the ``raft`` estimator).
+    All tensors (bs, T). Same call signature and metric keys as verl's ``vanilla`` loss, so verl's metric
+    aggregation sees the same keys every step: ``actor/pg_clipfrac`` and ``actor/pg_clipfrac_lower`` are always
+    0 (nothing is clipped) and ``actor/ppo_kl`` is the usual mean of log pi_old - log pi_theta. With one gradient
+    step per batch (pi_theta = pi_old) the gradient equals RAFT++'s (``vanilla`` with the ``raft`` estimator).
     """
     if config is None:
         raise ValueError("the raft policy loss needs the actor config (for global_batch_info)")
-    pg_losses = raft_loss_matrix(log_prob, advantages)
+    pg_losses = raft_loss(log_prob, advantages)
     if rollout_is_weights is not None:
         pg_losses = pg_losses * rollout_is_weights
     pg_loss = agg_loss(

@@ -1,10 +1,13 @@
-"""The ``algorithm.minimal_rl`` block of a verl config, read into one typed object.
+"""The ``algorithm.minimal_rl`` block of a verl config, read once into `MinimalRLOptions`.
 
-verl passes ``config.algorithm`` to every advantage estimator. In ``main_ppo`` (legacy and v1
-trainer alike) that is the raw OmegaConf ``DictConfig`` composed by Hydra, so an extra
-``algorithm.minimal_rl`` block reaches the estimator untouched. verl's ``AlgoConfig`` dataclass has
-no such field and no catch-all: code that converts ``config.algorithm`` with
-``omega_conf_to_dataclass`` (none of verl 0.9.1's trainers do) gets a TypeError for the unknown key.
+verl passes ``config.algorithm`` to every advantage estimator. In ``main_ppo`` (legacy and v1 trainer
+alike) that is the raw OmegaConf ``DictConfig`` composed by Hydra, so an extra ``algorithm.minimal_rl``
+block reaches the estimator untouched. The replay-buffer sampler gets the same block through
+``trainer.v1.sampler.sampler_kwargs`` (verl hands a custom sampler nothing else), and both read it with
+`read_options`, so the two can never disagree.
+
+verl's ``AlgoConfig`` dataclass has no such field and no catch-all: code that converts ``config.algorithm``
+with ``omega_conf_to_dataclass`` (none of verl 0.9.1's trainers do) gets a TypeError for the unknown key.
 Code that builds its own ``AlgoConfig`` object simply has no block; then the defaults below apply.
 """
 
@@ -14,26 +17,27 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from minimal_rl.algorithms import NAN_POLICIES, REWARD_MAPPINGS
+from minimal_rl.table import ALGORITHMS, get_sample_filter
 
 CONFIG_KEY = "minimal_rl"  # algorithm.minimal_rl.*
 
-# What happens to the samples an algorithm rejects (docs/verl-filtering.md). "drop" (default) and
-# "refill" happen in the replay-buffer sampler `verl_ext.sampler` (v1 trainer); "zero" keeps them in the
-# batch with weight 0 (the released fork's behaviour). The estimators zero rejected weights in every
-# mode; without the sampler, drop/refill fall back to zero with one warning
-# (`verl_ext.sampler.filter_mode_in_effect`).
+# What happens to the samples the sample filter rejects (docs/verl-filtering.md). "drop" (default) and
+# "refill" happen in the replay-buffer sampler (v1 trainer); "zero" keeps them in the batch with weight 0
+# (the released fork's behaviour). The estimators zero rejected weights in every mode; without the sampler,
+# drop/refill fall back to zero with one warning (`verl_ext.filter_state.filter_mode_in_effect`).
 FILTER_MODES: tuple[str, ...] = ("drop", "refill", "zero")
 DEFAULT_FILTER_MODE = "drop"
 
 
 @dataclass(frozen=True)
 class MinimalRLOptions:
-    """Options of every minimal-rl estimator (``algorithm.minimal_rl.<field>``)."""
+    """Options of every minimal-rl estimator and of the sampler (``algorithm.minimal_rl.<field>``)."""
 
     positive_threshold: float = 0.0  # correct iff score > threshold: works for 0/1 and -1/+1 scores
     reward_mapping: str = "signed"  # "signed": r = +-1 (the paper); "raw": the score as is (the fork)
     filter_mode: str = DEFAULT_FILTER_MODE  # see FILTER_MODES
     nan_policy: str = "wrong"  # NaN score: "wrong" (counted as wrong, logged) or "error"
+    sample_filter: str | None = None  # a minimal_rl.table.SAMPLE_FILTERS name; None: the algorithm's default
 
     def __post_init__(self) -> None:
         if self.reward_mapping not in REWARD_MAPPINGS:
@@ -45,9 +49,41 @@ class MinimalRLOptions:
             )
         if self.nan_policy not in NAN_POLICIES:
             raise ValueError(f"algorithm.{CONFIG_KEY}.nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
+        if self.sample_filter is not None:
+            try:
+                get_sample_filter(self.sample_filter)
+            except ValueError as err:
+                raise ValueError(f"algorithm.{CONFIG_KEY}.sample_filter: {err}") from None
 
 
 _FIELDS = tuple(f.name for f in fields(MinimalRLOptions))
+
+# verl's estimators that weigh a response against its prompt's group (uid): a sample filter has a meaning there.
+# Not gae (a critic trained on every sample), reinforce_plus_plus (batch whitening) or remax (a greedy baseline).
+GROUPED_VERL_ESTIMATORS = (
+    "grpo", "grpo_vectorized", "grpo_passk", "gdpo", "rloo", "rloo_vectorized", "reinforce_plus_plus_baseline",
+    "opo", "gpg", "optimal_token_baseline", "tir_optimal_token_baseline",
+)
+
+
+def sample_filter_in_effect(estimator: str, options: MinimalRLOptions) -> tuple[str, str]:
+    """(table algorithm whose weights and default filter apply, sample filter in effect) for a verl estimator.
+
+    minimal-rl's estimators carry their table names; for verl's own estimators the advantages stay verl's and the
+    filter (default ``none``) only chooses which samples reach them, which needs groups of responses to one prompt.
+    """
+    estimator = str(estimator).lower()
+    if estimator in ALGORITHMS and ALGORITHMS[estimator].family != "grpo":
+        return estimator, options.sample_filter or ALGORITHMS[estimator].sample_filter
+    sample_filter = options.sample_filter or "none"
+    if sample_filter != "none" and estimator not in GROUPED_VERL_ESTIMATORS:
+        raise ValueError(
+            f"algorithm.{CONFIG_KEY}.sample_filter={sample_filter!r} needs an estimator that compares the responses "
+            f"of one prompt (a group); {estimator!r} has none (gae trains a critic on every sample, "
+            "reinforce_plus_plus / remax use batch or greedy baselines), so a group filter has no defined meaning "
+            f"there. Use one of {GROUPED_VERL_ESTIMATORS} or minimal-rl's own estimators, or sample_filter=none."
+        )
+    return "grpo", sample_filter
 
 
 def read_options(algorithm_config: Any) -> MinimalRLOptions:
@@ -60,6 +96,11 @@ def read_options(algorithm_config: Any) -> MinimalRLOptions:
     if algorithm_config is not None:
         getter = getattr(algorithm_config, "get", None)
         block = getter(CONFIG_KEY, None) if getter is not None else getattr(algorithm_config, CONFIG_KEY, None)
+    return options_from_block(block)
+
+
+def options_from_block(block: Any) -> MinimalRLOptions:
+    """Options from the ``algorithm.minimal_rl`` block itself (a DictConfig, a dict, or None)."""
     if block is None:
         return MinimalRLOptions()
     try:
@@ -77,4 +118,7 @@ def read_options(algorithm_config: Any) -> MinimalRLOptions:
     values = {k: v for k, v in block.items() if v is not None}
     if "positive_threshold" in values:
         values["positive_threshold"] = float(values["positive_threshold"])
+    for key in ("filter_mode", "sample_filter", "reward_mapping", "nan_policy"):
+        if key in values:
+            values[key] = str(values[key]).lower()
     return MinimalRLOptions(**values)

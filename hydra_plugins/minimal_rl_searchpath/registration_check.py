@@ -9,7 +9,8 @@ also fails before any rollout):
 - `RegistrationCheck`, a Hydra callback every preset installs, on the composed config (``on_run_start``
   runs before verl's ``main``).
 
-Light on purpose (Hydra imports it for every Hydra application): no torch, no verl import.
+Light on purpose (Hydra imports it for every Hydra application): no torch, no verl import; the names come
+from `minimal_rl.table`, which imports only the standard library.
 """
 
 from __future__ import annotations
@@ -18,18 +19,10 @@ import os
 import sys
 from typing import Any, Iterable
 
-# Kept in sync with verl_ext.ESTIMATOR_NAMES / LOSS_NAMES (a test checks it). Not imported from
-# verl_ext: importing that would register the estimators in this process and hide the problem.
-ESTIMATOR_NAMES = (
-    "raft",
-    "reinforce",
-    "reinforce_rej",
-    "reinforce_rej_std",
-    "reinforce_remove_all_wrong",
-    "reinforce_remove_all_correct",
-    "reinforce_mean_zero",
-)
-LOSS_NAMES = ("raft",)
+# From the core's dependency-free table (no torch, no verl). Not from verl_ext: importing that would register
+# the estimators in this process and hide the problem.
+from minimal_rl.table import ESTIMATOR_NAMES, LOSS_NAMES, estimator_of_preset
+
 ENTRY_POINT = "minimal_rl"  # name in the verl.plugins entry-point group
 
 
@@ -82,14 +75,17 @@ def check_registered(estimator: str | None, loss_mode: str | None = None, worker
     )
 
 
-def check_options(block: Any) -> None:
-    """Validate an ``algorithm.minimal_rl`` block now instead of at the first advantage computation
-    (after rollouts). Only called once `check_registered` passed, so importing verl_ext is safe."""
+def check_options(block: Any, estimator: str | None = None) -> None:
+    """Validate an ``algorithm.minimal_rl`` block (and, given the estimator, that its sample filter applies to it)
+    now instead of at the first advantage computation (after rollouts). Only called once `check_registered`
+    passed, so importing verl_ext is safe."""
     if not block:
         return
-    from verl_ext.options import read_options
+    from verl_ext.options import options_from_block, sample_filter_in_effect
 
-    read_options({"minimal_rl": block})
+    options = options_from_block(block)
+    if estimator is not None:
+        sample_filter_in_effect(estimator, options)
 
 
 def _override_values(overrides: Iterable[str]) -> dict[str, str]:
@@ -111,11 +107,11 @@ def check_overrides(overrides: Iterable[str]) -> None:
     estimator = values.get("algorithm.adv_estimator")
     preset = values.get("minimal_rl")
     if estimator is None and preset:
-        # every preset names one of our estimators: raft_pp* presets use `raft`
-        estimator = "raft" if preset.startswith("raft") else preset
+        estimator = estimator_of_preset(preset)
     check_registered(estimator, values.get("actor_rollout_ref.actor.policy_loss.loss_mode"))
     prefix = "algorithm.minimal_rl."
-    check_options({k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
+    block = {k[len(prefix):]: (None if v in ("null", "None") else v) for k, v in values.items() if k.startswith(prefix)}
+    check_options(block, estimator)
 
 
 class RegistrationCheck:
@@ -130,7 +126,7 @@ class RegistrationCheck:
         ray_env = (((config.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env") or {}).get("env_vars")
         worker_policy = (ray_env or {}).get("VERL_USE_EXTERNAL_PLUGINS")
         check_registered(algorithm.get("adv_estimator"), loss_mode, worker_policy)
-        check_options(algorithm.get("minimal_rl"))
+        check_options(algorithm.get("minimal_rl"), algorithm.get("adv_estimator"))
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         self._check(config)

@@ -25,8 +25,10 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 from verl.workers.config import FSDPActorConfig  # noqa: E402
 
 from minimal_rl.algorithms import compute_weights  # noqa: E402
-from verl_ext import sampler as sampler_mod  # noqa: E402
-from verl_ext.sampler import MinimalRLSampler, RefillLimitError, filter_mode_in_effect  # noqa: E402
+from verl_ext import filter_state  # noqa: E402
+from verl_ext.filter_state import filter_mode_in_effect  # noqa: E402
+from verl_ext.refill import RefillLimitError, check_verl_version  # noqa: E402
+from verl_ext.sampler import PADDING_ROW_TOKENS, MinimalRLSampler  # noqa: E402
 
 PART = "train"
 # The brief's example: all-correct, mixed (1 of 4), all-wrong, mixed (3 of 4).
@@ -96,11 +98,22 @@ def put_groups(groups, lengths=None, global_steps=1, partition=PART):
 
 
 def stored_keys():
-    return set((tq.kv_list(PART) or {}).get(PART, {}))
+    """Trajectory keys in TransferQueue, without the cheap padding rows the drop appends."""
+    listing = (tq.kv_list(PART) or {}).get(PART, {})
+    return {k for k, tag in listing.items() if not tag.get("is_padding")}
+
+
+def real_keys(batch):
+    return {k for k, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding")}
+
+
+OPTION_KEYS = ("filter_mode", "positive_threshold", "reward_mapping", "nan_policy", "sample_filter")
 
 
 def make_sampler(algorithm, trainer_mode="sync", refill_fn=None, **kwargs):
-    sampler_kwargs = {"algorithm": algorithm, "train_batch_size": 4, **kwargs}
+    """The sampler as verl builds it; option keys go into the ``minimal_rl`` block (as the presets pass it)."""
+    block = {k: kwargs.pop(k) for k in OPTION_KEYS if k in kwargs}
+    sampler_kwargs = {"algorithm": algorithm, "train_batch_size": 4, "minimal_rl": block, **kwargs}
     return MinimalRLSampler(
         trainer_mode=trainer_mode,
         trainer_config=OmegaConf.create({}),
@@ -136,7 +149,7 @@ def test_drop_keeps_exactly_what_the_spec_says(algorithm):
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
 
     expected = set().union(*(keys_of(uids, g, s) for g, s in EXPECTED_KEPT[algorithm]))
-    assert set(batch.keys) == expected
+    assert real_keys(batch) == expected
     assert len(batch.tags) == len(batch.keys)
     # Rejected trajectories are gone from TransferQueue; kept ones stay for the rest of the step.
     assert stored_keys() == expected
@@ -154,8 +167,10 @@ def test_drop_keeps_exactly_what_the_spec_says(algorithm):
         sum(lengths[k] for k in expected) / sum(lengths.values())
     )
     assert metrics["minimal_rl/all_rejected"] == 0.0
-    # verl pads to a multiple of 2 prompts x 4 responses = 8 rows: RAFT's 8 kept rows need none, 12 need 4.
-    assert metrics["minimal_rl/padding_samples"] == (-len(expected)) % 8
+    # verl needs a multiple of 2 prompts x 4 responses = 8 rows: RAFT's 8 kept rows need no padding, 12 need 4,
+    # which the sampler adds itself as 2-token rows (nothing is dropped: no padding either).
+    padding = (-len(expected)) % 8 if len(expected) < 16 else 0
+    assert metrics["minimal_rl/padding_samples"] == padding == len(batch) - len(expected)
     assert metrics["minimal_rl/mini_batches"] == -(-len(expected) // 8)
 
 
@@ -310,12 +325,17 @@ def test_bad_options_fail_clearly():
         make_sampler(None)
     with pytest.raises(ValueError, match="unknown minimal-rl sampler_kwargs"):
         make_sampler("raft", filtermode="drop")
+    with pytest.raises(ValueError, match="unknown key.*filtermode"):
+        make_sampler("raft", minimal_rl={"filtermode": "drop"})
+    with pytest.raises(ValueError, match="unknown sample filter 'drop_some'"):
+        make_sampler("raft", sample_filter="drop_some")
+    with pytest.raises(ValueError, match="'gae' has none"):
+        make_sampler("gae", sample_filter="drop_uniform")
 
 
-def test_legacy_trainer_falls_back_to_zero_once(monkeypatch, caplog):
-    monkeypatch.setattr(sampler_mod, "_active_filter_mode", None)
-    monkeypatch.setattr(sampler_mod, "_fallback_warned", False)
-    with caplog.at_level(logging.WARNING, logger="verl_ext.sampler"):
+def test_legacy_trainer_falls_back_to_zero_once(caplog):
+    filter_state.reset_for_tests()
+    with caplog.at_level(logging.WARNING, logger="verl_ext.filter_state"):
         assert filter_mode_in_effect("drop") == "zero"
         assert filter_mode_in_effect("refill") == "zero"
         assert filter_mode_in_effect("zero") == "zero"
@@ -417,21 +437,22 @@ def build_through_verl(*overrides):
 def test_verl_builds_the_sampler_from_the_preset():
     sampler, _ = build_through_verl()
     assert type(sampler).__name__ == "MinimalRLReplayBuffer"
-    assert sampler.options.algorithm == "reinforce_rej" and sampler.options.filter_mode == "drop"
-    assert sampler.options.train_batch_size == 4 and sampler.filter_groups_metric is None
+    settings = sampler.settings
+    assert settings.algorithm == "reinforce_rej" and settings.options.filter_mode == "drop"
+    assert settings.sample_filter == "drop_uniform" and sampler.filter_groups_metric is None
 
     uids = put_groups(EXAMPLE)
     sampler.poll_interval = 0.01
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
     assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
     assert metrics["minimal_rl/groups_mixed"] == 0.5
-    assert sampler.options.mini_batch_rows == 8 and metrics["minimal_rl/padding_samples"] == 0.0
+    assert settings.padding_multiple == 8 and metrics["minimal_rl/padding_samples"] == 0.0
 
 
 def test_preset_refill_and_dapo_overrides_reach_the_sampler():
     sampler, rollout = build_through_verl("algorithm.minimal_rl.filter_mode=refill", "data.gen_batch_size=1")
-    assert sampler.options.filter_mode == "refill" and sampler.filter_groups_metric == "reward"
-    assert sampler.options.max_refill_batches == 8 and sampler._dataloader_gen_batch_size() == 1
+    assert sampler.settings.options.filter_mode == "refill" and sampler.filter_groups_metric == "reward"
+    assert sampler.max_refill_batches == 8 and sampler._dataloader_gen_batch_size() == 1
     initial = put_groups([[0, 0, 0, 0], [0, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
     sampler.poll_interval = 0.01
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
@@ -446,7 +467,7 @@ def test_preset_refill_and_dapo_overrides_reach_the_sampler():
     sampler, _ = build_through_verl(
         "algorithm.minimal_rl.filter_mode=zero", "algorithm.filter_groups.enable=true", "algorithm.filter_groups.metric=acc"
     )
-    assert sampler.options.filter_mode == "zero" and sampler.filter_groups_metric == "acc"
+    assert sampler.settings.options.filter_mode == "zero" and sampler.filter_groups_metric == "acc"
 
 
 def test_multi_output_sessions_follow_their_final_output():
@@ -485,15 +506,14 @@ def test_no_rewards_at_sampling_time_means_nothing_is_dropped(caplog):
     assert any("no rm_scores at sampling time" in r.message for r in caplog.records)
 
 
-def test_estimator_call_path_warns_once_without_the_sampler(monkeypatch, caplog):
+def test_estimator_call_path_warns_once_without_the_sampler(caplog):
     """The legacy trainer (use_v1=False) has no sampler hook: verl's compute_advantage -> our estimator
     -> filter_mode_in_effect says so once, and the estimator zero-weights as before."""
     import numpy as np
     from verl import DataProto
     from verl.trainer.ppo.ray_trainer import compute_advantage
 
-    monkeypatch.setattr(sampler_mod, "_active_filter_mode", None)
-    monkeypatch.setattr(sampler_mod, "_fallback_warned", False)
+    filter_state.reset_for_tests()
     rewards = torch.zeros(4, 3)
     rewards[:, -1] = torch.tensor([1.0, 0.0, 0.0, 0.0])
     data = DataProto.from_dict(
@@ -501,8 +521,55 @@ def test_estimator_call_path_warns_once_without_the_sampler(monkeypatch, caplog)
         non_tensors={"uid": np.array(["u"] * 4, dtype=object)},
     )
     config = OmegaConf.create({"minimal_rl": {"filter_mode": "drop"}})
-    with caplog.at_level(logging.WARNING, logger="verl_ext.sampler"):
+    with caplog.at_level(logging.WARNING, logger="verl_ext.filter_state"):
         for _ in range(2):
             out = compute_advantage(data, adv_estimator="raft", config=config)
     assert [r for r in caplog.records if "Falling back to filter_mode='zero'" in r.message].__len__() == 1
     torch.testing.assert_close(out.batch["advantages"][:, 0], torch.tensor([1.0, 0.0, 0.0, 0.0]))
+
+
+def test_dropped_batch_is_padded_with_cheap_rows_verl_leaves_alone():
+    """After a drop the sampler pads to verl's row multiple itself, with 2-token rows (loss mask 0, reward 0,
+    tagged is_padding), so verl's own upsampling (128-token rows) adds nothing."""
+    from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
+
+    uids = put_groups(EXAMPLE)
+    batch, metrics = make_sampler("reinforce_rej", ppo_mini_batch_size=3, rollout_n=4).sample(
+        global_steps=1, partition_id=PART, batch_size=4
+    )
+    assert real_keys(batch) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
+    assert len(batch) == 12 and metrics["minimal_rl/padding_samples"] == 4.0
+    assert metrics["minimal_rl/samples_in_update"] == 8.0
+    pads = [k for k, t in zip(batch.keys, batch.tags) if t.get("is_padding")]
+    assert len(pads) == 4 and all(t["seq_len"] == PADDING_ROW_TOKENS for t in batch.tags if t.get("is_padding"))
+    rows = tq.kv_batch_get(keys=pads, partition_id=PART)
+    for i in range(len(pads)):
+        row = rows[i]
+        assert row["input_ids"].numel() == PADDING_ROW_TOKENS and row["responses"].numel() == 1
+        assert row["response_mask"].sum() == 0 and row["loss_mask"].sum() == 0 and row["rm_scores"].sum() == 0
+    assert {uid_of_key.split("_")[0] for uid_of_key in pads}.isdisjoint(uids)  # never grouped with real prompts
+    assert upsample_batch_to_divisible_size(batch, 12, eos_token_id=2) is batch  # verl has nothing left to pad
+    tq.kv_clear(keys=pads, partition_id=PART)
+
+
+def test_a_sample_filter_on_verls_own_estimator():
+    """+minimal_rl=sample_filter: verl's grpo keeps its advantages; the sampler drops the zero-variance groups."""
+    uids = put_groups(EXAMPLE)
+    sampler = make_sampler("grpo", sample_filter="drop_uniform")
+    assert (sampler.settings.algorithm, sampler.settings.sample_filter) == ("grpo", "drop_uniform")
+    batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
+    assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
+    assert metrics["minimal_rl/samples_dropped"] == 8.0
+    # without a filter, verl's estimators lose nothing
+    tq.kv_clear(keys=list(batch.keys), partition_id=PART)
+    put_groups(EXAMPLE)
+    batch, _ = make_sampler("rloo").sample(global_steps=1, partition_id=PART, batch_size=4)
+    assert len(batch) == 16
+
+
+def test_refill_is_guarded_by_the_tested_verl_range():
+    check_verl_version("0.9.1")
+    check_verl_version("0.9.3.dev0")
+    for bad in ("0.8.9", "0.10.0"):
+        with pytest.raises(RuntimeError, match=r"tested with verl >=0\.9\.1,<0\.10\.0.*filter_mode=drop"):
+            check_verl_version(bad)

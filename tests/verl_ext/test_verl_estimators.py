@@ -19,30 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-N = 4
-S3 = math.sqrt(3.0) / 2.0  # r / std for k = 2: std of (+1, +1, -1, -1) is 2 / sqrt(3)
+from mrl_testing import HAND_WEIGHTS, K_CORRECT, NUM_GENERATIONS as N  # noqa: E402
 
-# HAND[name][k] = weights of the 4 responses of the group with k correct (correct ones first).
-HAND = {
-    "raft": {0: [0, 0, 0, 0], 1: [1, 0, 0, 0], 2: [1, 1, 0, 0], 3: [1, 1, 1, 0], 4: [1, 1, 1, 1]},
-    "reinforce": {
-        0: [-1, -1, -1, -1], 1: [1, -1, -1, -1], 2: [1, 1, -1, -1], 3: [1, 1, 1, -1], 4: [1, 1, 1, 1]
-    },
-    "reinforce_rej": {0: [0, 0, 0, 0], 1: [1, -1, -1, -1], 2: [1, 1, -1, -1], 3: [1, 1, 1, -1], 4: [0, 0, 0, 0]},
-    # std of (+1,-1,-1,-1) and (+1,+1,+1,-1) is exactly 1 (unbiased)
-    "reinforce_rej_std": {
-        0: [0, 0, 0, 0], 1: [1, -1, -1, -1], 2: [S3, S3, -S3, -S3], 3: [1, 1, 1, -1], 4: [0, 0, 0, 0]
-    },
-    "reinforce_remove_all_wrong": {
-        0: [0, 0, 0, 0], 1: [1, -1, -1, -1], 2: [1, 1, -1, -1], 3: [1, 1, 1, -1], 4: [1, 1, 1, 1]
-    },
-    "reinforce_remove_all_correct": {
-        0: [-1, -1, -1, -1], 1: [1, -1, -1, -1], 2: [1, 1, -1, -1], 3: [1, 1, 1, -1], 4: [0, 0, 0, 0]
-    },
-    "reinforce_mean_zero": {
-        0: [0, 0, 0, 0], 1: [1.5, -0.5, -0.5, -0.5], 2: [1, 1, -1, -1], 3: [0.5, 0.5, 0.5, -1.5], 4: [0, 0, 0, 0]
-    },
-}
+from minimal_rl.table import ESTIMATOR_NAMES  # noqa: E402
+
+# HAND[name][k] = weights of the 4 responses of the group with k correct (correct ones first; 0 = dropped).
+HAND = {name: {k: [0.0 if w is None else w for w in HAND_WEIGHTS[name][k]] for k in K_CORRECT} for name in ESTIMATOR_NAMES}
 # The fork's trap, reachable only on purpose: raw 0/1 rewards make Reinforce-Rej positives-only.
 HAND_RAW_BINARY_REJ = {0: [0, 0, 0, 0], 1: [1, 0, 0, 0], 2: [1, 1, 0, 0], 3: [1, 1, 1, 0], 4: [0, 0, 0, 0]}
 
@@ -235,12 +217,21 @@ def test_algo_config_dataclass_gives_defaults():
 
 
 def test_names_are_consistent():
+    """Every name comes from the core's table: what verl has registered is exactly that list."""
     import verl_ext
     from hydra_plugins.minimal_rl_searchpath import registration_check
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY
 
-    from minimal_rl.algorithms import ALGORITHMS
+    assert verl_ext.ESTIMATOR_NAMES == registration_check.ESTIMATOR_NAMES == ESTIMATOR_NAMES
+    assert set(ESTIMATOR_NAMES) <= set(ADV_ESTIMATOR_REGISTRY) and "raft" in POLICY_LOSS_REGISTRY
+    for name in ESTIMATOR_NAMES:
+        fn = ADV_ESTIMATOR_REGISTRY[name]
+        assert fn.__name__ == f"compute_{name}_advantage" and "(bs, T)" in fn.__doc__, name
 
-    assert verl_ext.ESTIMATOR_NAMES == registration_check.ESTIMATOR_NAMES
-    assert verl_ext.LOSS_NAMES == registration_check.LOSS_NAMES
-    assert set(verl_ext.ESTIMATOR_NAMES) == set(ALGORITHMS) - {"raft_pp", "grpo"}
-    assert all(n == n.lower() for n in verl_ext.ESTIMATOR_NAMES)
+
+def test_a_sample_filter_option_replaces_the_estimators_own():
+    rewards, mask, uids = _batch([1, 1, 1, 1, 1, -1, -1, -1], ["a"] * 4 + ["b"] * 4)
+    adv, _ = _estimator("reinforce")(rewards, mask, index=uids, config={"minimal_rl": {"sample_filter": "drop_all_correct"}})
+    torch.testing.assert_close(adv[:, 0], torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, -1.0, -1.0, -1.0]))
+    adv, _ = _estimator("reinforce_rej")(rewards, mask, index=uids, config={"minimal_rl": {"sample_filter": "none"}})
+    torch.testing.assert_close(adv[:, 0], torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0]))

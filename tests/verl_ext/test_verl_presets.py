@@ -25,18 +25,13 @@ from hydra_plugins.minimal_rl_searchpath.registration_check import MinimalRLNotR
 VERL_CONFIG_DIR = str(Path(verl.__file__).parent / "trainer" / "config")
 PRESET_DIR = Path(__file__).resolve().parents[2] / "verl_ext" / "config" / "minimal_rl"
 
-# preset -> (estimator, policy loss, clip_ratio_high)
+from minimal_rl.table import ALGORITHMS, VERL_LOSS_OF, preset_names  # noqa: E402
+
+# Every algorithm preset: the table's estimator, verl's loss for its loss kind, its clip variant.
 PRESETS = {
-    "raft": ("raft", "raft", 0.2),
-    "raft_pp": ("raft", "vanilla", 0.2),
-    "raft_pp_clip_higher": ("raft", "vanilla", 0.28),
-    "raft_pp_no_clip": ("raft", "vanilla", 1e9),
-    "reinforce": ("reinforce", "vanilla", 0.2),
-    "reinforce_rej": ("reinforce_rej", "vanilla", 0.2),
-    "reinforce_rej_std": ("reinforce_rej_std", "vanilla", 0.2),
-    "reinforce_remove_all_wrong": ("reinforce_remove_all_wrong", "vanilla", 0.2),
-    "reinforce_remove_all_correct": ("reinforce_remove_all_correct", "vanilla", 0.2),
-    "reinforce_mean_zero": ("reinforce_mean_zero", "vanilla", 0.2),
+    name: (ALGORITHMS[name].estimator, VERL_LOSS_OF[ALGORITHMS[name].loss], ALGORITHMS[name].clip_ratio_high or 0.2)
+    for name in preset_names()
+    if name in ALGORITHMS
 }
 # What a user adds anyway (micro batch sizes have no default in verl).
 USER_OVERRIDES = [
@@ -52,7 +47,11 @@ def compose_preset(preset: str, *extra: str):
 
 
 def test_every_preset_file_is_tested():
-    assert {p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith("_")} == set(PRESETS)
+    assert {p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith("_")} == set(preset_names())
+    # the hand-written rows of the spec, as a check on the table itself
+    assert PRESETS["raft"] == ("raft", "raft", 0.2) and PRESETS["raft_pp"] == ("raft", "vanilla", 0.2)
+    assert PRESETS["raft_pp_no_clip"] == ("raft", "vanilla", 1e9)
+    assert PRESETS["reinforce_rej"] == ("reinforce_rej", "vanilla", 0.2)
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
@@ -69,13 +68,14 @@ def test_preset_composes_and_validates(preset):
     assert cfg.reward.custom_reward_function.path == "pkg://minimal_rl.reward"
     assert cfg.reward.custom_reward_function.name == "compute_score"
     assert dict(cfg.algorithm.minimal_rl) == {
-        "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "drop", "nan_policy": "wrong"
+        "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "drop", "nan_policy": "wrong",
+        "sample_filter": None,
     }
     # the drop happens in the replay-buffer sampler the preset selects (docs/verl-filtering.md)
     sampler = cfg.trainer.v1.sampler
     assert sampler.custom_sampler.path == "pkg://verl_ext.sampler"
     assert sampler.custom_sampler.name == "MinimalRLSampler"
-    assert sampler.sampler_kwargs.algorithm == estimator and sampler.sampler_kwargs.filter_mode == "drop"
+    assert sampler.sampler_kwargs.algorithm == estimator and sampler.sampler_kwargs.minimal_rl.filter_mode == "drop"
     # verl's own checks, as main_ppo runs them before starting Ray
     validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     assert need_critic(cfg) is False
@@ -149,6 +149,36 @@ def test_bad_option_values_fail_before_the_run():
     check_overrides(["+minimal_rl=raft", "algorithm.minimal_rl.positive_threshold=0.5"])
 
 
+def test_filter_only_preset_keeps_the_users_estimator_and_loss():
+    """+minimal_rl=sample_filter installs the dropping sampler and nothing else."""
+    cfg = compose_preset("sample_filter", "algorithm.adv_estimator=grpo", "algorithm.minimal_rl.sample_filter=drop_all_wrong")
+    stock = compose_preset_free("algorithm.adv_estimator=grpo")
+    assert cfg.algorithm.adv_estimator == "grpo" and cfg.algorithm.minimal_rl.sample_filter == "drop_all_wrong"
+    assert cfg.actor_rollout_ref == stock.actor_rollout_ref and cfg.reward == stock.reward
+    assert cfg.trainer.v1.sampler.custom_sampler.name == "MinimalRLSampler"
+    validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    RegistrationCheck().on_run_start(cfg)
+    assert compose_preset("sample_filter", "algorithm.adv_estimator=rloo").algorithm.minimal_rl.sample_filter == "drop_uniform"
+
+
+def test_a_filter_on_an_ungrouped_estimator_fails_before_the_run():
+    cfg = compose_preset("sample_filter")  # verl's default estimator is gae
+    assert cfg.algorithm.adv_estimator == "gae"
+    with pytest.raises(ValueError, match="'gae' has none"):
+        RegistrationCheck().on_run_start(cfg)
+    from hydra_plugins.minimal_rl_searchpath.registration_check import check_overrides
+
+    with pytest.raises(ValueError, match="'remax' has none"):
+        check_overrides(["algorithm.adv_estimator=remax", "+minimal_rl=sample_filter",
+                         "algorithm.minimal_rl.sample_filter=drop_uniform"])
+    check_overrides(["algorithm.adv_estimator=gae", "+minimal_rl=sample_filter", "algorithm.minimal_rl.sample_filter=none"])
+
+
+def compose_preset_free(*overrides: str):
+    with initialize_config_dir(config_dir=VERL_CONFIG_DIR, version_base=None):
+        return compose("ppo_trainer", overrides=[*USER_OVERRIDES, *overrides])
+
+
 def _main_ppo(*args: str, env_update: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
@@ -207,7 +237,7 @@ def test_built_wheel_ships_presets_plugin_and_entry_point(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(root / name, src / name)
-    for package in ("minimal_rl", "verl_ext", "trl_ext", "hydra_plugins"):
+    for package in ("minimal_rl", "minimal_rl_app", "verl_ext", "trl_ext", "hydra_plugins"):
         if (root / package).exists():
             shutil.copytree(root / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -215,7 +245,8 @@ def test_built_wheel_ships_presets_plugin_and_entry_point(tmp_path):
                    check=True, capture_output=True, timeout=300)
     wheel = next((tmp_path / "dist").glob("minimal_rl-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"verl_ext/config/minimal_rl/{p}.yaml" for p in PRESETS} <= names
+    assert {f"verl_ext/config/minimal_rl/{p}.yaml" for p in (*preset_names(), "_base", "_sampler")} <= names
+    assert not any(n.startswith(("tests/", "mrl_testing")) for n in names)  # test support never ships
     assert "hydra_plugins/minimal_rl_searchpath/searchpath.py" in names
     assert "hydra_plugins/__init__.py" not in names  # namespace package, shared with other plugins
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
