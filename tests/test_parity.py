@@ -9,38 +9,21 @@ rejected sample is one with weight 0 there; TRL leaves it out of the loss mask.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 pytest.importorskip("verl")
 pytest.importorskip("trl")
 
+import mrl_testing as h  # noqa: E402
+
+from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS  # noqa: E402
+
 N = 4
 NUM_GROUPS = 12
-TRL_TO_VERL = {  # RAFT++ is RAFT's weights with the PPO-clip loss: one verl estimator
-    "raft": "raft",
-    "raft_pp": "raft",
-    "reinforce": "reinforce",
-    "reinforce_rej": "reinforce_rej",
-    "reinforce_rej_std": "reinforce_rej_std",
-    "reinforce_remove_all_wrong": "reinforce_remove_all_wrong",
-    "reinforce_remove_all_correct": "reinforce_remove_all_correct",
-    "reinforce_mean_zero": "reinforce_mean_zero",
-}
-
-
-def _helpers():
-    name = "minimal_rl_tests_tiny_trl"
-    if name not in sys.modules:
-        path = Path(__file__).parent / "trl_ext" / "tiny_trl.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
+# Every algorithm whose weights verl_ext computes (GRPO's are verl's own), with its own filter and two others.
+CASES = [(name, None) for name, spec in ALGORITHMS.items() if spec.family != "grpo"]
+CASES += [("reinforce", "drop_all_wrong"), ("raft_pp", "drop_uniform"), ("reinforce_mean_zero", "drop_all_correct")]
 
 
 def score_table(seed: int) -> dict[str, list[float]]:
@@ -61,7 +44,7 @@ def verl_weights(algorithm: str, scores: torch.Tensor, uids: list[str], options:
     last = response_mask.sum(-1).long() - 1
     token_level_rewards = torch.zeros(len(scores), length)
     token_level_rewards[torch.arange(len(scores)), last] = scores  # verl puts the score on the last token
-    fn = get_adv_estimator_fn(TRL_TO_VERL[algorithm])
+    fn = get_adv_estimator_fn(ALGORITHMS[algorithm].estimator)
     advantages, returns = fn(
         token_level_rewards=token_level_rewards,
         response_mask=response_mask,
@@ -74,25 +57,18 @@ def verl_weights(algorithm: str, scores: torch.Tensor, uids: list[str], options:
 
 
 @pytest.mark.parametrize("options", [{}, {"positive_threshold": 0.5}, {"reward_mapping": "raw"}], ids=["default", "threshold", "raw"])
-@pytest.mark.parametrize("algorithm", list(TRL_TO_VERL))
-def test_verl_and_trl_give_identical_weights_and_keep_masks(tmp_path, algorithm, options):
+@pytest.mark.parametrize("algorithm, sample_filter", CASES)
+def test_verl_and_trl_give_identical_weights_and_keep_masks(tmp_path, algorithm, sample_filter, options):
     from datasets import Dataset
 
-    from trl_ext import RaftConfig, RaftTrainer, ReinforceRejConfig, ReinforceRejTrainer
+    from trl_ext import build_trainer
 
-    h = _helpers()
     table = score_table(seed=len(algorithm))
     # TRL: the trainer's own generation-and-scoring step, groups contiguous as TRL lays them out.
     tokenizer = h.build_tokenizer()
-    if algorithm.startswith("raft"):
-        config_class, trainer_class = RaftConfig, RaftTrainer
-        extra = {"importance_sampling": algorithm == "raft_pp"}
-    else:
-        config_class, trainer_class = ReinforceRejConfig, ReinforceRejTrainer
-        extra = {"algorithm": algorithm}
-    args = h.tiny_config(config_class, tmp_path, per_device_train_batch_size=N * NUM_GROUPS, **extra, **options)
-    trainer = trainer_class(
-        h.build_model(tokenizer), h.make_fixed_reward(table), args=args,
+    config = h.tiny_config(dict, tmp_path, per_device_train_batch_size=N * NUM_GROUPS, **options)
+    trainer = build_trainer(
+        algorithm, h.build_model(tokenizer), h.make_fixed_reward(table), config=config, sample_filter=sample_filter,
         train_dataset=Dataset.from_dict({"prompt": list(table)}), processing_class=tokenizer,
     )
     trainer.model.train()
@@ -102,23 +78,26 @@ def test_verl_and_trl_give_identical_weights_and_keep_masks(tmp_path, algorithm,
     trl_keep = batch["tool_mask"].any(dim=1)
 
     # verl: the same scores, groups shuffled through the batch and named by uid strings.
+    verl_options = {**options, **({"sample_filter": sample_filter} if sample_filter else {})}
     scores = torch.tensor([table[r["prompt"]][i % N] for i, r in enumerate(rows)])
     uids = [f"uid-{r['prompt']}" for r in rows]
     perm = torch.randperm(len(rows), generator=torch.Generator().manual_seed(1))
-    verl_perm = verl_weights(algorithm, scores[perm], [uids[i] for i in perm], options)
+    verl_perm = verl_weights(algorithm, scores[perm], [uids[i] for i in perm], verl_options)
     verl_w = torch.empty_like(verl_perm)
     verl_w[perm] = verl_perm
 
     torch.testing.assert_close(verl_w, trl_weights, rtol=0, atol=1e-6)
     assert torch.all(verl_w[~trl_keep] == 0), "a sample TRL leaves out has a non-zero weight in verl"
     # The keep masks both frameworks apply come from the same place; check it against the spec's rules.
-    kinds = {p: (sum(s > options.get("positive_threshold", 0.0) for s in v)) for p, v in table.items()}
+    threshold = options.get("positive_threshold", 0.0)
+    kinds = {p: (sum(s > threshold for s in v)) for p, v in table.items()}
+    chosen = sample_filter or ALGORITHMS[algorithm].sample_filter
+    assert chosen in SAMPLE_FILTERS
     for i, r in enumerate(rows):
         k = kinds[r["prompt"]]
-        correct = table[r["prompt"]][i % N] > options.get("positive_threshold", 0.0)
+        correct = table[r["prompt"]][i % N] > threshold
         expected_keep = {
-            "raft": correct, "raft_pp": correct, "reinforce": True, "reinforce_mean_zero": True,
-            "reinforce_rej": 0 < k < N, "reinforce_rej_std": 0 < k < N,
-            "reinforce_remove_all_wrong": k > 0, "reinforce_remove_all_correct": k < N,
-        }[algorithm]
+            "none": True, "drop_wrong": correct, "drop_uniform": 0 < k < N, "drop_all_wrong": k > 0,
+            "drop_all_correct": k < N,
+        }[chosen]
         assert bool(trl_keep[i]) == expected_keep, (r["prompt"], i, algorithm)

@@ -1,10 +1,12 @@
-"""Train with RAFT / RAFT++ / Reinforce-Rej (or TRL's GRPO, for reference) on math prompts, TRL style.
+"""Train with RAFT / RAFT++ / Reinforce-Rej (or GRPO, for reference, with or without a sample filter) on math
+prompts, TRL style.
 
     accelerate launch recipes/trl/train.py --config recipes/trl/reinforce_rej.yaml
     accelerate launch recipes/trl/train.py --config recipes/trl/raft.yaml --learning_rate 2e-6  # flags override
 
-The YAML holds the script arguments below, the trainer's config fields (RaftConfig / ReinforceRejConfig /
-GRPOConfig, picked by `trainer:`) and TRL's ModelConfig fields; an unknown key is an error. Prompts are
+The YAML holds the script arguments below, the trainer's config fields (the config class of `algorithm:`, from
+`trl_ext.trainer_classes`: RaftConfig, ReinforceRejConfig or FilteredGRPOConfig) and TRL's ModelConfig fields; an
+unknown key is an error. Prompts are
 built with the paper's template (minimal_rl.prompts) through the model's chat template; the reward is
 Math-Verify (minimal_rl.reward.math_verify_reward, +1 / -1) against the `answer` column.
 """
@@ -19,18 +21,10 @@ from typing import Any
 
 logger = logging.getLogger("minimal_rl.recipes.trl")
 
-TRAINERS = ("raft", "reinforce_rej", "grpo")
-
-
 @dataclass
 class TrainScriptArguments:
-    """What the script itself reads: which trainer, which data."""
+    """What the script itself reads: which data (the algorithm is the trainer config's `algorithm` field)."""
 
-    trainer: str = field(
-        default="raft",
-        metadata={"help": "raft (RaftConfig: RAFT / RAFT++), reinforce_rej (ReinforceRejConfig) or grpo (GRPOConfig)",
-                  "choices": list(TRAINERS)},
-    )
     dataset_name: str | None = field(
         default=None,
         metadata={"help": "A JSON / JSONL file, or a dataset name or folder for datasets.load_dataset."},
@@ -55,47 +49,32 @@ class TrainScriptArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N prompts."})
 
 
-def _trainer_name(argv: Sequence[str]) -> str:
-    """`trainer` from the command line, else from the --config YAML, else the default."""
+def _algorithm(argv: Sequence[str]) -> str:
+    """`algorithm` from the command line, else from the --config YAML, else RaftConfig's default."""
     argv = list(argv)
     for i, arg in enumerate(argv):
-        if arg == "--trainer" and i + 1 < len(argv):
+        if arg == "--algorithm" and i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith("--trainer="):
+        if arg.startswith("--algorithm="):
             return arg.split("=", 1)[1]
     if "--config" in argv:
         import yaml
 
         with open(argv[argv.index("--config") + 1]) as f:
             config = yaml.safe_load(f) or {}
-        if isinstance(config, dict) and "trainer" in config:
-            return str(config["trainer"])
-    return TrainScriptArguments.trainer
-
-
-def trainer_classes(name: str) -> tuple[type, type]:
-    """(config class, trainer class) of a trainer name."""
-    if name == "raft":
-        from trl_ext import RaftConfig, RaftTrainer
-
-        return RaftConfig, RaftTrainer
-    if name == "reinforce_rej":
-        from trl_ext import ReinforceRejConfig, ReinforceRejTrainer
-
-        return ReinforceRejConfig, ReinforceRejTrainer
-    if name == "grpo":
-        from trl import GRPOConfig, GRPOTrainer
-
-        return GRPOConfig, GRPOTrainer
-    raise ValueError(f"trainer must be one of {TRAINERS}, got {name!r}")
+        if isinstance(config, dict) and "algorithm" in config:
+            return str(config["algorithm"])
+    return "raft"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Any, Any, Any]:
     """(script arguments, trainer config, ModelConfig) from a YAML (--config) and command-line flags."""
     from trl import ModelConfig, TrlParser
 
+    from trl_ext import trainer_classes
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    config_class, _ = trainer_classes(_trainer_name(argv))
+    config_class, _ = trainer_classes(_algorithm(argv))
     parser = TrlParser((TrainScriptArguments, config_class, ModelConfig))
     return parser.parse_args_and_config(argv)
 
@@ -142,8 +121,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from minimal_rl.reward import math_verify_reward
 
+    from trl_ext import trainer_classes
+
     script_args, training_args, model_args = parse_args(argv)
-    _, trainer_class = trainer_classes(script_args.trainer)
+    _, trainer_class = trainer_classes(training_args.algorithm)
     model_kwargs = dict(training_args.model_init_kwargs or {})
     model_kwargs.setdefault("revision", model_args.model_revision)
     if model_args.attn_implementation is not None:

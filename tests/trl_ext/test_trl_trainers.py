@@ -14,59 +14,27 @@ import pytest
 import torch
 from datasets import Dataset
 
-from trl_ext import RaftConfig, RaftTrainer, ReinforceRejConfig, ReinforceRejTrainer
+from trl_ext import RaftConfig, RaftTrainer, ReinforceRejConfig, build_config, build_trainer
 from trl_ext.version import SKIP_CHECK_ENV, check_trl_version
 
 
-def _load_helpers():
-    import importlib.util
-    import sys
-    from pathlib import Path
+from mrl_testing import HAND_WEIGHTS, NUM_GENERATIONS, PROMPT_CORRECT, build_model, make_fixed_reward, tiny_config
 
-    name = "minimal_rl_tests_tiny_trl"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("tiny_trl.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
+from minimal_rl.table import ALGORITHMS
+
+# The weights through TRL must be the hand-computed ones of the worked example, for every algorithm the
+# trl_ext trainers compute weights for (GRPO keeps TRL's own advantages).
+WEIGHTED = sorted(name for name, spec in ALGORITHMS.items() if spec.family != "grpo")
 
 
-_h = _load_helpers()
-NUM_GENERATIONS, PROMPT_CORRECT = _h.NUM_GENERATIONS, _h.PROMPT_CORRECT
-build_model, make_fixed_reward, tiny_config = _h.build_model, _h.make_fixed_reward, _h.tiny_config
-
-S3 = math.sqrt(3.0) / 2.0  # 1 / std([1, 1, -1, -1]) with the unbiased std
-
-# Hand-computed (weight of a correct response, weight of a wrong response, kept?) for a group of 4 with
-# k correct, k = 0..4 (the spec's worked example; None where the group has no such response).
-EXPECTED = {
-    "raft": [(None, 0.0, False), (1.0, 0.0, None), (1.0, 0.0, None), (1.0, 0.0, None), (1.0, None, True)],
-    "reinforce": [(None, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, None, True)],
-    "reinforce_rej": [(None, 0.0, False), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (0.0, None, False)],
-    "reinforce_rej_std": [(None, 0.0, False), (1.0, -1.0, True), (S3, -S3, True), (1.0, -1.0, True), (0.0, None, False)],
-    "reinforce_remove_all_wrong": [
-        (None, 0.0, False), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, None, True)
-    ],
-    "reinforce_remove_all_correct": [
-        (None, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (1.0, -1.0, True), (0.0, None, False)
-    ],
-    "reinforce_mean_zero": [(None, 0.0, True), (1.5, -0.5, True), (1.0, -1.0, True), (0.5, -1.5, True), (0.0, None, True)],
-}
-EXPECTED["raft_pp"] = EXPECTED["raft"]
-
-
-def make_trainer(algorithm, tokenizer, output_dir, model=None, table=PROMPT_CORRECT, **overrides):
+def make_trainer(algorithm, tokenizer, output_dir, model=None, table=PROMPT_CORRECT, sample_filter=None, **overrides):
     dataset = Dataset.from_dict({"prompt": list(table)})
     model = model if model is not None else build_model(tokenizer)
     overrides.setdefault("per_device_train_batch_size", NUM_GENERATIONS * len(table))
-    if algorithm in ("raft", "raft_pp"):
-        args = tiny_config(RaftConfig, output_dir, importance_sampling=algorithm == "raft_pp", **overrides)
-        trainer_class = RaftTrainer
-    else:
-        args = tiny_config(ReinforceRejConfig, output_dir, algorithm=algorithm, **overrides)
-        trainer_class = ReinforceRejTrainer
-    trainer = trainer_class(model, make_fixed_reward(table), args=args, train_dataset=dataset, processing_class=tokenizer)
-    trainer.current_gradient_accumulation_steps = args.gradient_accumulation_steps  # set by Trainer's loop
+    config = tiny_config(dict, output_dir, **overrides)
+    trainer = build_trainer(algorithm, model, make_fixed_reward(table), config=config, sample_filter=sample_filter,
+                            train_dataset=dataset, processing_class=tokenizer)
+    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps  # set by Trainer's loop
     trainer.model.train()
     return trainer
 
@@ -115,10 +83,11 @@ def test_version_pin_accepts_1_16_x_and_rejects_others(monkeypatch):
     [
         (ReinforceRejConfig, {"scale_rewards": "group"}, "scale_rewards='group' is not supported"),
         (ReinforceRejConfig, {"scale_rewards": True}, "scale_rewards='group' is not supported"),
-        (ReinforceRejConfig, {"loss_type": "grpo"}, "loss_type='grpo' cannot be used with 'reinforce_rej'"),
+        (ReinforceRejConfig, {"loss_type": "grpo"}, "loss_type='grpo' cannot be used with sample filter 'drop_uniform'"),
         (ReinforceRejConfig, {"loss_type": "bnpo"}, "loss_type='bnpo' cannot be used"),
-        (RaftConfig, {"loss_type": "dr_grpo"}, "loss_type='dr_grpo' cannot be used with 'raft'"),
-        (RaftConfig, {"loss_type": "cispo"}, "not the paper's objective"),
+        (RaftConfig, {"loss_type": "dr_grpo"}, "loss_type='dr_grpo' cannot be used with sample filter 'drop_wrong'"),
+        (RaftConfig, {"algorithm": "reinforce"}, "RaftConfig.algorithm must be one of"),
+        (RaftConfig, {"sample_filter": "drop_some"}, "unknown sample filter"),
         (ReinforceRejConfig, {"algorithm": "grpo"}, "algorithm must be one of"),
         (ReinforceRejConfig, {"algorithm": "raft"}, "algorithm must be one of"),
         (ReinforceRejConfig, {"reward_mapping": "binary"}, "reward_mapping must be one of"),
@@ -132,12 +101,20 @@ def test_config_rejects_settings_that_break_the_algorithm(tmp_path, config_class
 
 def test_config_defaults_and_accepted_settings(tmp_path):
     raft = tiny_config(RaftConfig, tmp_path)
-    assert (raft.num_generations, raft.scale_rewards, raft.loss_type, raft.minimal_rl_algorithm) == (4, "none", "dapo", "raft")
-    assert tiny_config(RaftConfig, tmp_path, importance_sampling=True).minimal_rl_algorithm == "raft_pp"
+    assert (raft.num_generations, raft.scale_rewards, raft.loss_type, raft.algorithm) == (4, "none", "dapo", "raft")
+    assert raft.sample_filter_in_effect == "drop_wrong" and raft.epsilon_high is None
+    # the clip variants of the table set epsilon_high unless it is given
+    assert tiny_config(RaftConfig, tmp_path, algorithm="raft_pp_clip_higher").epsilon_high == 0.28
+    assert tiny_config(RaftConfig, tmp_path, algorithm="raft_pp_no_clip").epsilon_high == 1e9
+    assert tiny_config(RaftConfig, tmp_path, algorithm="raft_pp_no_clip", epsilon_high=5.0).epsilon_high == 5.0
     rrej = tiny_config(ReinforceRejConfig, tmp_path)
     assert (rrej.algorithm, rrej.reward_mapping, rrej.hard_drop, rrej.positive_threshold) == ("reinforce_rej", "signed", False, 0.0)
     # Nothing is left out by plain Reinforce, so any PPO-clip aggregation is exact.
     assert tiny_config(ReinforceRejConfig, tmp_path, algorithm="reinforce", loss_type="grpo").loss_type == "grpo"
+    # a filter that drops needs a drop-exact loss, whatever the algorithm
+    with pytest.raises(ValueError, match="sample filter 'drop_all_wrong'"):
+        tiny_config(ReinforceRejConfig, tmp_path, algorithm="reinforce", loss_type="grpo", sample_filter="drop_all_wrong")
+    assert build_config("grpo", output_dir=str(tmp_path), use_cpu=True).sample_filter == "none"
 
 
 def test_trainer_rejects_a_plain_grpo_config(tmp_path, tiny_tokenizer):
@@ -152,7 +129,7 @@ def test_trainer_rejects_a_plain_grpo_config(tmp_path, tiny_tokenizer):
 # ---------------------------------------------------------------------------------------------- weights
 
 
-@pytest.mark.parametrize("algorithm", sorted(EXPECTED))
+@pytest.mark.parametrize("algorithm", WEIGHTED)
 def test_worked_example_weights_through_the_trainer(tmp_path, tiny_tokenizer, algorithm):
     trainer = make_trainer(algorithm, tiny_tokenizer, tmp_path)
     batch = generate(trainer)
@@ -160,20 +137,18 @@ def test_worked_example_weights_through_the_trainer(tmp_path, tiny_tokenizer, al
     loss_mask = batch["completion_mask"] * batch["tool_mask"]
     for i, row in enumerate(rows):
         k = int(sum(PROMPT_CORRECT[row["prompt"]]))
-        correct = PROMPT_CORRECT[row["prompt"]][i % NUM_GENERATIONS] > 0
-        weight_correct, weight_wrong, kept = EXPECTED[algorithm][k]
-        expected_weight = weight_correct if correct else weight_wrong
-        expected_kept = kept if kept is not None else correct
-        assert batch["advantages"][i].item() == pytest.approx(expected_weight, abs=1e-5), (k, correct)
-        assert bool(batch["tool_mask"][i].any()) == expected_kept, (k, correct)
-    # "dapo" divides by the kept tokens of the generation batch, not all tokens.
+        expected = HAND_WEIGHTS[algorithm][k][i % NUM_GENERATIONS]  # correct responses first, as in the table
+        assert batch["advantages"][i].item() == pytest.approx(expected or 0.0, abs=1e-5), (k, i)
+        assert bool(batch["tool_mask"][i].any()) == (expected is not None), (k, i)
+    # the drop-exact losses divide by the kept tokens of the generation batch, not all tokens
     assert batch["num_items_in_batch"].item() == loss_mask.sum().item()
     metrics = trainer._metrics["train"]
-    kinds = (metrics["filter/groups_all_correct"][-1], metrics["filter/groups_all_wrong"][-1], metrics["filter/groups_mixed"][-1])
-    assert kinds == pytest.approx((0.2, 0.2, 0.6))
-    assert metrics["filter/samples_kept"][-1] == float(batch["tool_mask"].any(dim=1).sum())
-    assert metrics["filter/tokens_kept"][-1] == float(loss_mask.sum())
-    assert metrics["filter/accuracy"][-1] == pytest.approx(0.5)
+    kinds = [metrics[f"minimal_rl/groups_{kind}"][-1] for kind in ("all_correct", "all_wrong", "mixed")]
+    assert kinds == pytest.approx([0.2, 0.2, 0.6])
+    assert metrics["minimal_rl/samples_kept"][-1] == float(batch["tool_mask"].any(dim=1).sum())
+    assert metrics["minimal_rl/tokens_kept"][-1] == float(loss_mask.sum())
+    assert metrics["minimal_rl/accuracy_before_filter"][-1] == pytest.approx(0.5)
+    assert metrics["minimal_rl/score_before_filter/mean"][-1] == pytest.approx(0.5)
 
 
 def test_positive_threshold_and_raw_mapping(tmp_path, tiny_tokenizer):
@@ -211,7 +186,25 @@ def test_raft_gradient_is_nll_of_kept_tokens_and_equals_raft_pp_at_ratio_one(tmp
     nll.backward()
     by_hand = {name: p.grad for name, p in reference.named_parameters() if p.grad is not None}
     assert_same_gradients(grad_raft, by_hand, rtol=1e-4, atol=1e-6)
-    assert raft._metrics["train"]["raft/nll"][-1] == pytest.approx(nll.item(), rel=1e-5)
+
+
+def test_raft_gradient_is_the_core_raft_loss(tmp_path, tiny_tokenizer):
+    """The RAFT loss is defined once (minimal_rl.algorithms.raft_loss); TRL's ratio-at-1 surrogate must have
+    exactly its gradient (token mean over the kept tokens)."""
+    from minimal_rl.algorithms import raft_loss
+
+    model = build_model(tiny_tokenizer)
+    raft = make_trainer("raft", tiny_tokenizer, tmp_path, model=copy.deepcopy(model))
+    batch = generate(raft)
+    grad_raft = gradient(raft, batch)
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, batch["prompt_ids"].size(1) - 1 : -1]
+    logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    mask = (batch["completion_mask"] * batch["tool_mask"]).float()
+    loss = (raft_loss(logps, batch["advantages"].unsqueeze(1)) * mask).sum() / mask.sum()
+    loss.backward()
+    assert_same_gradients(grad_raft, {n: p.grad for n, p in model.named_parameters() if p.grad is not None})
 
 
 def test_raft_ignores_the_ratio_when_old_logps_differ(tmp_path, tiny_tokenizer):
@@ -233,7 +226,7 @@ def test_raft_pp_without_clipping_weights_every_token_by_its_ratio(tmp_path, tin
     # is 2 and none is clipped, so the gradient is exactly twice RAFT's; with the default clip it vanishes.
     model = build_model(tiny_tokenizer)
     raft = make_trainer("raft", tiny_tokenizer, tmp_path / "raft", model=copy.deepcopy(model))
-    no_clip = make_trainer("raft_pp", tiny_tokenizer, tmp_path / "nc", model=copy.deepcopy(model), epsilon_high=1e9)
+    no_clip = make_trainer("raft_pp_no_clip", tiny_tokenizer, tmp_path / "nc", model=copy.deepcopy(model))
     clipped = make_trainer("raft_pp", tiny_tokenizer, tmp_path / "pp", model=copy.deepcopy(model))
     batch = generate(raft)
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
@@ -274,7 +267,7 @@ def test_mask_and_hard_drop_same_update_through_train_with_micro_batches(tmp_pat
         trainer.train()
         deltas[hard_drop] = {n: (p.detach() - dict(model.named_parameters())[n].detach()) for n, p in trainer.model.named_parameters()}
         if hard_drop:
-            assert trainer.state.log_history[0]["filter/rows_per_rank"] < 20
+            assert trainer.state.log_history[0]["minimal_rl/rows_per_rank"] < 20
     assert any(float(d.abs().max()) > 0 for d in deltas[False].values())
     assert_same_gradients(deltas[False], deltas[True], rtol=1e-4, atol=1e-7)
 
@@ -293,10 +286,9 @@ def test_step_where_every_group_is_rejected(tmp_path, tiny_tokenizer, hard_drop)
     )
     trainer.train()
     logs = trainer.state.log_history[0]
-    assert logs["loss"] == 0.0 and logs["filter/samples_kept"] == 0.0 and logs["filter/groups_all_wrong"] == 1.0
-    assert logs["raft/nll"] == 0.0
+    assert logs["loss"] == 0.0 and logs["minimal_rl/samples_kept"] == 0.0 and logs["minimal_rl/groups_all_wrong"] == 1.0
     if hard_drop:
-        assert logs["filter/rows_per_rank"] == 1.0 and logs["filter/filler_rows"] == 1.0
+        assert logs["minimal_rl/rows_per_rank"] == 1.0 and logs["minimal_rl/filler_rows"] == 1.0
     for name, value in trainer.model.state_dict().items():
         torch.testing.assert_close(value, before[name], msg=name)  # zero gradient, no change
 
@@ -316,6 +308,6 @@ def test_evaluation_uses_the_same_selection(tmp_path, tiny_tokenizer, hard_drop)
     trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, hard_drop=hard_drop,
                            per_device_eval_batch_size=NUM_GENERATIONS * len(PROMPT_CORRECT))
     metrics = trainer.evaluate(Dataset.from_dict({"prompt": list(PROMPT_CORRECT)}))
-    assert metrics["eval_filter/groups_mixed"] == pytest.approx(0.6)
-    assert metrics["eval_filter/samples_kept"] == 12.0
+    assert metrics["eval_minimal_rl/groups_mixed"] == pytest.approx(0.6)
+    assert metrics["eval_minimal_rl/samples_kept"] == 12.0
     assert math.isfinite(metrics["eval_loss"])

@@ -1,4 +1,4 @@
-from .config import REINFORCE_ALGORITHMS, ReinforceRejConfig
+from .config import ReinforceRejConfig
 from .trainer import ReinforceRejTrainer
 
-__all__ = ["REINFORCE_ALGORITHMS", "ReinforceRejConfig", "ReinforceRejTrainer"]
+__all__ = ["ReinforceRejConfig", "ReinforceRejTrainer"]
