@@ -15,10 +15,10 @@ from minimal_rl import __version__
 
 # name -> (module that defines `add_arguments(parser)` and `run(args) -> int`, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "prepare-data": ("minimal_rl.data", "write the paper's training/evaluation sets in verl's and TRL's formats"),
-    "train": ("minimal_rl.commands.train", "RL-train a model (default: the embedded CPU demo) with RAFT, RAFT++, Reinforce-Rej, GRPO, ..."),
-    "compare": ("minimal_rl.commands.compare", "train several algorithms with identical seeds and budget; one figure and table"),
-    "eval": ("minimal_rl.commands.eval", "average@k accuracy of a model on JSONL benchmarks (problem, answer)"),
+    "prepare-data": ("minimal_rl_app.commands.prepare_data", "write the paper's training/evaluation sets in verl's and TRL's formats"),
+    "train": ("minimal_rl_app.commands.train", "RL-train a model (default: the embedded CPU demo) with RAFT, RAFT++, Reinforce-Rej, GRPO, ..."),
+    "compare": ("minimal_rl_app.commands.compare", "train several algorithms with identical seeds and budget; one figure and table"),
+    "eval": ("minimal_rl_app.commands.eval", "average@k accuracy of a model on JSONL benchmarks (problem, answer)"),
 }
 
 

@@ -186,7 +186,7 @@ class TransformersGenerator:
         self.seed = seed
 
     def __call__(self, rows: Sequence[dict], k: int) -> list[list[str]]:
-        from minimal_rl.sampling import chat_prompt, generate
+        from minimal_rl_app.sampling import chat_prompt, generate
 
         prompts = [chat_prompt(self.tokenizer, self.messages(r["problem"])) for r in rows]
         return generate(
@@ -208,7 +208,7 @@ class VLLMGenerator:
         self.params = lambda k: SamplingParams(n=k, temperature=temperature, top_p=1.0, max_tokens=max_new_tokens, seed=seed)
 
     def __call__(self, rows: Sequence[dict], k: int) -> list[list[str]]:
-        from minimal_rl.sampling import chat_prompt
+        from minimal_rl_app.sampling import chat_prompt
 
         prompts = [chat_prompt(self.tokenizer, self.messages(r["problem"])) for r in rows]
         outputs = self.llm.generate(prompts, self.params(k))

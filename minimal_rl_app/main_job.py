@@ -1,8 +1,8 @@
 """The main job: RL on the embedded demo task (or any model + JSONL data) with the TRL trainers of trl_ext.
 
-This is what ``minimal-rl train`` and ``minimal-rl compare`` run. There is no separate training loop:
-every algorithm is a `trl.GRPOTrainer` (GRPO itself) or one of its trl_ext subclasses (RAFT, RAFT++,
-Reinforce-Rej and the Reinforce ablations), driven by ``trainer.train()``. What this module adds is a
+This is what ``minimal-rl train`` and ``minimal-rl compare`` run. There is no separate training loop: every
+algorithm of `minimal_rl.table` is a trl_ext subclass of `trl.GRPOTrainer` (`trl_ext.build_trainer`: RAFT, RAFT++,
+Reinforce-Rej and the Reinforce ablations, GRPO with or without a sample filter), driven by ``trainer.train()``. What this module adds is a
 callback that turns TRL's per-step logs into the spec's metrics, evaluates held-out accuracy and KL to
 the initial model at intervals, and keeps ``metrics.json`` valid after every step (atomic writes).
 """
@@ -14,29 +14,19 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from transformers import TrainerCallback
 
-from minimal_rl.algorithms import compute_weights, get_algorithm
+from minimal_rl.algorithms import compute_weights
 from minimal_rl.reward import math_verify_reward
+from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
 
-# Algorithms the main job can train, and the trainer class each one runs on.
-TRAINABLE = (
-    "raft",
-    "raft_pp",
-    "raft_pp_no_clip",
-    "reinforce",
-    "reinforce_rej",
-    "reinforce_rej_std",
-    "reinforce_remove_all_wrong",
-    "reinforce_remove_all_correct",
-    "reinforce_mean_zero",
-    "grpo",
-)
+# Every algorithm of the table trains here (trl_ext.build_trainer picks its trainer).
+TRAINABLE = tuple(ALGORITHMS)
 
 
 @dataclass
@@ -44,6 +34,7 @@ class TrainSettings:
     """One RL run. Defaults are the CPU demo's (docs/main-job.md has the measurements behind them)."""
 
     algorithm: str = "raft_pp"
+    sample_filter: str | None = None  # None: the algorithm's own (minimal_rl.table)
     steps: int = 200
     prompts_per_step: int = 32  # prompts per rollout batch (one generation round)
     num_generations: int = 8
@@ -65,6 +56,8 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.algorithm not in TRAINABLE:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of: {', '.join(TRAINABLE)}")
+        if self.sample_filter is not None and self.sample_filter not in SAMPLE_FILTERS:
+            raise ValueError(f"unknown sample filter {self.sample_filter!r}; choose one of: {', '.join(SAMPLE_FILTERS)}")
         for name in ("steps", "prompts_per_step", "eval_every", "eval_problems", "eval_samples", "max_completion_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -104,13 +97,12 @@ def build_trainer(
     callbacks: Sequence[TrainerCallback] = (),
     extra_config: dict | None = None,
 ) -> Any:
-    """The TRL trainer of ``settings.algorithm``: GRPOTrainer for grpo, a trl_ext subclass otherwise."""
+    """The TRL trainer of ``settings.algorithm`` (`trl_ext.build_trainer`), with ``settings.sample_filter``."""
     from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
 
-    from trl_ext import RaftConfig, RaftTrainer, ReinforceRejConfig, ReinforceRejTrainer
+    from trl_ext import build_trainer as build_trl_trainer
 
-    common = dict(
+    config = dict(
         output_dir=str(output_dir),
         max_steps=settings.steps,
         per_device_train_batch_size=settings.prompts_per_step * settings.num_generations // settings.mini_batches,
@@ -139,25 +131,15 @@ def build_trainer(
         dataloader_num_workers=0,
         log_completions=False,
     )
-    common.update(extra_config or {})
-    algo = settings.algorithm
-    if algo == "grpo":
-        trainer_cls, config = GRPOTrainer, GRPOConfig(scale_rewards="group", **common)
-    elif algo in ("raft", "raft_pp", "raft_pp_no_clip"):
-        trainer_cls = RaftTrainer
-        if algo == "raft_pp_no_clip":
-            # The paper's finding-3 ablation: importance sampling without clipping. RAFT's weights are
-            # all positive, so only the upper clip can bind; 1e9 removes it (as recipes/verl/raft_pp_no_clip.sh).
-            common["epsilon_high"] = 1e9
-        config = RaftConfig(importance_sampling=(algo != "raft"), hard_drop=settings.hard_drop, **common)
-    else:
-        get_algorithm(algo)
-        trainer_cls = ReinforceRejTrainer
-        config = ReinforceRejConfig(algorithm=algo, hard_drop=settings.hard_drop, **common)
-    trainer = trainer_cls(
-        model=model,
-        reward_funcs=[reward],
-        args=config,
+    if (settings.sample_filter or ALGORITHMS[settings.algorithm].sample_filter) != "none":
+        config["hard_drop"] = settings.hard_drop
+    config.update(extra_config or {})
+    trainer = build_trl_trainer(
+        settings.algorithm,
+        model,
+        [reward],
+        config=config,
+        sample_filter=settings.sample_filter,
         train_dataset=train_dataset,
         processing_class=tokenizer,
         callbacks=list(callbacks),
@@ -206,9 +188,9 @@ TRL_KEYS = {
     "kl": "kl_train",
     "completions/mean_length": "completion_length",
     "clip_ratio/region_mean": "clip_ratio",
-    "filter/samples_kept_frac": "samples_kept_frac",
-    "filter/tokens_kept_frac": "tokens_kept_frac",
-    "filter/weight_mean": "weight_mean",
+    "minimal_rl/samples_kept_frac": "samples_kept_frac",
+    "minimal_rl/tokens_kept_frac": "tokens_kept_frac",
+    "minimal_rl/weight_mean": "weight_mean",
     "learning_rate": "learning_rate",
     "loss": "loss",
 }
@@ -295,7 +277,7 @@ class MainJobCallback(TrainerCallback):
         if scores:
             result = compute_weights(torch.tensor(scores), "grpo", group_size=self.settings.num_generations)
             m = result.metrics()
-            rec["accuracy"] = m["accuracy"]
+            rec["accuracy"] = m["accuracy_before_filter"]
             rec["groups_all_correct"] = m["groups_all_correct"]
             rec["groups_all_wrong"] = m["groups_all_wrong"]
             rec["groups_mixed"] = m["groups_mixed"]

@@ -10,7 +10,7 @@ Same as ``minimal-rl prepare-data ...``; see ``python recipes/prepare_data.py --
 
 import sys
 
-from minimal_rl.cli import main
+from minimal_rl_app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["prepare-data", *sys.argv[1:]]))

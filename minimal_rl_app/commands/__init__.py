@@ -1,1 +1,1 @@
-"""Subcommands of the ``minimal-rl`` console command (registered in `minimal_rl.cli.SUBCOMMANDS`)."""
+"""Subcommands of the ``minimal-rl`` console command (registered in `minimal_rl_app.cli.SUBCOMMANDS`)."""

@@ -22,34 +22,49 @@ class UsageError(Exception):
     """Bad arguments or inputs: printed as one line, exit status 2."""
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(parse: Callable[[str], float], ok: Callable[[float], bool], wanted: str) -> Callable[[str], Any]:
+    """An argparse type: ``parse`` the text, then require ``ok`` of the value, else one clear line."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+        return value
+
+    return convert
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+positive_float = _number(float, lambda v: v > 0, "a positive number")
+nonneg_float = _number(float, lambda v: v >= 0, "a number >= 0")
 
 
-def nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+def run_name(algorithm: str, sample_filter: str | None = None) -> str:
+    """A run's name: the algorithm, or ``algorithm+filter`` when a sample filter replaces its own."""
+    return algorithm if sample_filter is None else f"{algorithm}+{sample_filter}"
+
+
+def parse_run_name(name: str) -> tuple[str, str | None]:
+    """``"grpo+drop_uniform"`` -> ("grpo", "drop_uniform"); ``"raft"`` -> ("raft", None). Also an argparse type."""
+    from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
+
+    algorithm, _, sample_filter = name.partition("+")
+    if algorithm not in ALGORITHMS:
+        raise argparse.ArgumentTypeError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
+    if sample_filter and sample_filter not in SAMPLE_FILTERS:
+        raise argparse.ArgumentTypeError(
+            f"unknown sample filter {sample_filter!r} in {name!r}; choose one of: {', '.join(SAMPLE_FILTERS)}"
+        )
+    return algorithm, sample_filter or None
+
+
+def run_spec(text: str) -> str:
+    """argparse type of ``compare --algorithms``: ``algorithm`` or ``algorithm+filter``."""
+    parse_run_name(text)
+    return text
 
 
 def add_run_arguments(p: argparse.ArgumentParser, default_steps: int) -> None:
@@ -171,16 +186,16 @@ class RunSource:
 
 def resolve_source(args: argparse.Namespace, log: Callable[[str], None] = print) -> RunSource:
     """The embedded demo (building/caching its warm-start) or ``--model`` with ``--dataset``."""
-    from minimal_rl.demo.evaluate import MAX_NEW_TOKENS, demo_messages
+    from minimal_rl_app.demo.evaluate import MAX_NEW_TOKENS, demo_messages
     from minimal_rl.prompts import build_messages
 
     template = args.prompt_template
     if args.model is None:
         if args.dataset or args.eval_data:
             raise UsageError("--dataset / --eval-data need --model (the embedded model only knows the demo task)")
-        from minimal_rl.demo.model import ModelConfig
-        from minimal_rl.demo.task import TaskConfig
-        from minimal_rl.demo.warmstart import WarmStartConfig, load_or_build
+        from minimal_rl_app.demo.model import ModelConfig
+        from minimal_rl_app.demo.task import TaskConfig
+        from minimal_rl_app.demo.warmstart import WarmStartConfig, load_or_build
 
         if not 0.0 < args.warmstart_target < 1.0:
             raise UsageError(f"--warmstart-target must be in (0, 1), got {args.warmstart_target}")
@@ -226,29 +241,24 @@ def resolve_source(args: argparse.Namespace, log: Callable[[str], None] = print)
     )
 
 
-def train_one(algorithm: str, args: argparse.Namespace, source: RunSource, out: Path, log: Callable[[str], None] = print) -> dict:
-    """One RL run with the TRL trainers; writes metrics.json, metrics.png and model/ into ``out``."""
-    from minimal_rl.demo.evaluate import evaluate_heldout
-    from minimal_rl.demo.task import Problem
-    from minimal_rl.plots import plot_run
-    from trl_ext.main_job import TrainSettings, run_training
+def train_one(name: str, args: argparse.Namespace, source: RunSource, out: Path, log: Callable[[str], None] = print) -> dict:
+    """One RL run (``algorithm`` or ``algorithm+filter``) with the TRL trainers; writes metrics.json, metrics.png
+    and model/ into ``out``."""
+    from minimal_rl_app.demo.evaluate import evaluate_heldout
+    from minimal_rl_app.demo.task import Problem
+    from minimal_rl_app.plots import plot_run
+    from minimal_rl_app.main_job import TrainSettings, run_training
 
     try:
+        algorithm, sample_filter = parse_run_name(name)
+        # The arguments add_run_arguments defines under the settings' own names, plus what the source decides.
+        same_name = ("steps", "prompts_per_step", "num_generations", "mini_batches", "beta", "eval_every",
+                     "eval_problems", "eval_samples", "seed")
         settings = TrainSettings(
-            algorithm=algorithm,
-            steps=args.steps,
-            prompts_per_step=args.prompts_per_step,
-            num_generations=args.num_generations,
-            mini_batches=args.mini_batches,
-            learning_rate=source.learning_rate,
-            beta=args.beta,
-            max_completion_length=source.max_completion_length,
-            eval_every=args.eval_every,
-            eval_problems=args.eval_problems,
-            eval_samples=args.eval_samples,
-            seed=args.seed,
+            algorithm=algorithm, sample_filter=sample_filter, learning_rate=source.learning_rate,
+            max_completion_length=source.max_completion_length, **{key: getattr(args, key) for key in same_name},
         )
-    except ValueError as exc:
+    except (ValueError, argparse.ArgumentTypeError) as exc:
         raise UsageError(str(exc)) from None
     heldout = [Problem(r["problem"], r["answer"]) for r in source.heldout_rows[: args.eval_problems]]
 
@@ -274,13 +284,13 @@ def train_one(algorithm: str, args: argparse.Namespace, source: RunSource, out: 
         progress=not args.no_progress, log=log, conversational_prompt=source.messages, log_every=args.log_every,
         extra_config={"use_vllm": True, "vllm_mode": "colocate"} if args.use_vllm else None,
     )
-    plot_run(payload, out / "metrics.png", title=f"{algorithm} on {source.header.get('model', '')}")
+    plot_run(payload, out / "metrics.png", title=f"{name} on {source.header.get('model', '')}")
     return payload
 
 
 def plot_partial(out: Path, algorithm: str) -> None:
     """After Ctrl-C: plot what the (atomically written) metrics file holds."""
-    from minimal_rl.plots import plot_run
+    from minimal_rl_app.plots import plot_run
 
     path = out / "metrics.json"
     if path.exists():

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minimal_rl.commands.common import UsageError, add_run_arguments
-from minimal_rl.commands.train import ALGORITHM_CHOICES
+from minimal_rl_app.commands.common import UsageError, add_run_arguments, run_spec
+from minimal_rl_app.commands.train import ALGORITHM_CHOICES
 
 DEFAULT_ALGORITHMS = ("raft", "raft_pp", "grpo", "reinforce_rej")
 DEFAULT_STEPS = 300
@@ -28,8 +28,9 @@ POSITIVE_ONLY = ("raft", "raft_pp", "raft_pp_no_clip")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--algorithms", nargs="+", choices=ALGORITHM_CHOICES, default=list(DEFAULT_ALGORITHMS), metavar="ALGO",
-        help=f"algorithms to run (default: {' '.join(DEFAULT_ALGORITHMS)}); choose from {', '.join(ALGORITHM_CHOICES)}",
+        "--algorithms", nargs="+", type=run_spec, default=list(DEFAULT_ALGORITHMS), metavar="ALGO[+FILTER]",
+        help=f"runs (default: {' '.join(DEFAULT_ALGORITHMS)}): an algorithm ({', '.join(ALGORITHM_CHOICES)}), "
+        "optionally with a sample filter replacing its own, e.g. grpo+drop_uniform",
     )
     add_run_arguments(p, DEFAULT_STEPS)
     p.add_argument("--render-only", action="store_true", help="train nothing: redraw the figure and table from the runs already in --output-dir")
@@ -202,7 +203,7 @@ def markdown_table(analysis: dict, settings: dict, wall_seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minimal_rl.commands.common import prepare_output_dir, resolve_source, setup_environment, train_one
+    from minimal_rl_app.commands.common import prepare_output_dir, resolve_source, setup_environment, train_one
 
     t0 = time.perf_counter()
     algorithms = list(dict.fromkeys(args.algorithms))
@@ -228,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_report(runs: dict[str, dict], out: Path, wall: float, model: str) -> None:
-    from minimal_rl.plots import plot_compare
+    from minimal_rl_app.plots import plot_compare
 
     analysis = analyse(runs)
     settings = next(iter(runs.values())).get("settings", {})

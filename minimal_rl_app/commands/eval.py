@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from minimal_rl.commands.common import UsageError, nonneg_float, positive_float, positive_int
+from minimal_rl_app.commands.common import UsageError, nonneg_float, positive_float, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_benchmarks(paths: list[str], limit: int | None) -> dict[str, list[dict]]:
     """name (file stem) -> rows; a folder contributes every *.jsonl in it."""
-    from minimal_rl.commands.common import read_jsonl
+    from minimal_rl_app.commands.common import read_jsonl
 
     files: list[Path] = []
     for p in paths:
@@ -60,8 +60,8 @@ def load_benchmarks(paths: list[str], limit: int | None) -> dict[str, list[dict]
 
 
 def run(args: argparse.Namespace) -> int:
-    from minimal_rl.demo.evaluate import demo_messages
-    from minimal_rl.evaluation import TransformersGenerator, VLLMGenerator, evaluate_benchmarks, results_table, vllm_usable
+    from minimal_rl_app.demo.evaluate import demo_messages
+    from minimal_rl_app.evaluation import TransformersGenerator, VLLMGenerator, evaluate_benchmarks, results_table, vllm_usable
     from minimal_rl.prompts import build_messages
 
     try:

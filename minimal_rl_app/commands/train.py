@@ -11,43 +11,38 @@ import argparse
 import sys
 import time
 
-from minimal_rl.commands.common import UsageError, add_run_arguments
+from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
+from minimal_rl_app.commands.common import UsageError, add_run_arguments, run_name
 
-# Every algorithm the TRL side can train (kept in sync with trl_ext.main_job.TRAINABLE by a test).
-ALGORITHM_CHOICES = (
-    "raft",
-    "raft_pp",
-    "raft_pp_no_clip",  # RAFT++ without clipping (the paper's finding 3)
-    "reinforce",
-    "reinforce_rej",
-    "reinforce_rej_std",
-    "reinforce_remove_all_wrong",
-    "reinforce_remove_all_correct",
-    "reinforce_mean_zero",
-    "grpo",
-)
+ALGORITHM_CHOICES = tuple(ALGORITHMS)  # every algorithm of the core's table
 DEFAULT_STEPS = 300
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algorithm", choices=ALGORITHM_CHOICES, default="raft_pp", help="default raft_pp")
+    p.add_argument(
+        "--sample-filter", choices=tuple(SAMPLE_FILTERS), default=None,
+        help="which samples leave the update, replacing the algorithm's own filter (e.g. --algorithm grpo "
+        "--sample-filter drop_uniform: GRPO without its zero-variance groups)",
+    )
     add_run_arguments(p, DEFAULT_STEPS)
 
 
 def run(args: argparse.Namespace) -> int:
-    from trl_ext.main_job import write_json_atomic
+    from minimal_rl_app.main_job import write_json_atomic
 
-    from minimal_rl.commands.common import plot_partial, prepare_output_dir, resolve_source, setup_environment, train_one
+    from minimal_rl_app.commands.common import plot_partial, prepare_output_dir, resolve_source, setup_environment, train_one
 
     t0 = time.perf_counter()
     try:
         setup_environment(args.threads)
-        out = prepare_output_dir(args.output_dir or f"outputs/train-{args.algorithm}", args.overwrite)
+        name = run_name(args.algorithm, args.sample_filter)
+        out = prepare_output_dir(args.output_dir or f"outputs/train-{name}", args.overwrite)
         source = resolve_source(args)
         try:
-            payload = train_one(args.algorithm, args, source, out)
+            payload = train_one(name, args, source, out)
         except KeyboardInterrupt:
-            plot_partial(out, args.algorithm)
+            plot_partial(out, name)
             print(f"\ninterrupted: partial metrics in {out / 'metrics.json'}", file=sys.stderr)
             return 130
     except UsageError as exc:
@@ -58,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     payload["wall_seconds_total"] = round(wall, 1)
     write_json_atomic(out / "metrics.json", payload)
     print(
-        f"\n{args.algorithm}: held-out accuracy {s.get('heldout_accuracy_start', float('nan')):.3f} -> "
+        f"\n{name}: held-out accuracy {s.get('heldout_accuracy_start', float('nan')):.3f} -> "
         f"{s.get('heldout_accuracy_end', float('nan')):.3f} after {args.steps} steps; "
         f"KL to initial model {s.get('heldout_kl_end') or 0.0:.4f}; entropy "
         f"{s.get('entropy_start', float('nan')):.3f} -> {s.get('entropy_end', float('nan')):.3f}; "

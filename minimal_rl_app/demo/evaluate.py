@@ -14,9 +14,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from minimal_rl.demo.task import Problem
+from minimal_rl_app.demo.task import Problem
 from minimal_rl.reward import is_correct
-from minimal_rl.sampling import chat_prompt, completion_logprobs, generate
+from minimal_rl_app.sampling import chat_prompt, completion_logprobs, generate
 
 MAX_NEW_TOKENS = 16  # "\boxed{-123}" plus EOS fits comfortably
 
@@ -32,14 +32,8 @@ def demo_prompt(tokenizer: Any, problem: str) -> str:
 
 
 def evaluate_heldout(
-    model: Any,
-    tokenizer: Any,
-    problems: Sequence[Problem],
-    *,
-    samples_per_problem: int = 2,
-    seed: int = 0,
-    reference_model: Any = None,
-    max_new_tokens: int = MAX_NEW_TOKENS,
+    model: Any, tokenizer: Any, problems: Sequence[Problem], *, samples_per_problem: int = 2, seed: int = 0,
+    reference_model: Any = None, max_new_tokens: int = MAX_NEW_TOKENS,
     messages: Callable[[str], list[dict[str, str]]] = demo_messages,
 ) -> dict[str, float]:
     """Sampled accuracy (temperature 1.0, the real verifier) and, with ``reference_model``, KL to it.

@@ -3,7 +3,7 @@
 No hub access: the tokenizer is a `tokenizers` BPE model with an *empty* merge list over printable
 ASCII (so every character is one token), wrapped in `PreTrainedTokenizerFast` with a one-line chat
 template; the model is a 2-layer Llama from `transformers` with random weights (0.54M parameters),
-which the warm-start (`minimal_rl.demo.warmstart`) then trains. Both save and reload with
+which the warm-start (`minimal_rl_app.demo.warmstart`) then trains. Both save and reload with
 ``AutoTokenizer`` / ``AutoModelForCausalLM`` from a local folder, like any hub model.
 
 transformers and tokenizers are imported inside the functions: ``import minimal_rl`` stays torch-only.

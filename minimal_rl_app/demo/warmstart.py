@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 import torch
 
-from minimal_rl.demo.evaluate import demo_messages, demo_prompt, evaluate_heldout
-from minimal_rl.demo.model import ModelConfig, build_model, build_tokenizer
-from minimal_rl.demo.task import TaskConfig, TaskSplits, completion_text, make_splits
+from minimal_rl_app.demo.evaluate import demo_messages, demo_prompt, evaluate_heldout
+from minimal_rl_app.demo.model import ModelConfig, build_model, build_tokenizer
+from minimal_rl_app.demo.task import TaskConfig, TaskSplits, completion_text, make_splits
 
 logger = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ import subprocess
 import sys
 
 from minimal_rl import __version__
-from minimal_rl.cli import main
+from minimal_rl_app.cli import main
 
 
 def test_version_from_the_installed_console_script():
     out = subprocess.run(
-        [sys.executable, "-m", "minimal_rl.cli", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "minimal_rl_app.cli", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == f"minimal-rl {__version__}"
 
@@ -17,8 +17,8 @@ def test_version_from_the_installed_console_script():
 def test_core_import_does_not_pull_frameworks():
     """The core imports torch/numpy only; building the CLI parser imports every subcommand module,
     which must keep framework imports inside `run` (so `minimal-rl --version` stays instant)."""
-    code = "import sys, minimal_rl, minimal_rl.algorithms, minimal_rl.reward, minimal_rl.cli; " \
-        "minimal_rl.cli.build_parser(); " \
+    code = "import sys, minimal_rl, minimal_rl.algorithms, minimal_rl.reward, minimal_rl_app.cli; " \
+        "minimal_rl_app.cli.build_parser(); " \
         "bad = [m for m in ('verl', 'trl', 'transformers', 'math_verify', 'matplotlib', 'datasets') " \
         "if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from minimal_rl.commands.compare import _interp_kl_at, analyse, markdown_table
+from minimal_rl_app.commands.compare import _interp_kl_at, analyse, markdown_table
 
 
 def run(accs, kls, ents, steps_acc=0.4):

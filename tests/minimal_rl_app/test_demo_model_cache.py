@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from minimal_rl.demo.model import ModelConfig, build_model, build_tokenizer
-from minimal_rl.demo.task import TaskConfig
-from minimal_rl.demo.warmstart import CACHE_ENV, WarmStartConfig, default_cache_dir, load_or_build
+from minimal_rl_app.demo.model import ModelConfig, build_model, build_tokenizer
+from minimal_rl_app.demo.task import TaskConfig
+from minimal_rl_app.demo.warmstart import CACHE_ENV, WarmStartConfig, default_cache_dir, load_or_build
 
 TINY = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
 TINY_TASK = TaskConfig(num_heldout=64)
@@ -42,8 +42,8 @@ def test_model_size_and_forward():
 
 def test_import_minimal_rl_stays_free_of_transformers_and_trl():
     code = (
-        "import sys, minimal_rl, minimal_rl.demo.task, minimal_rl.demo.model, minimal_rl.demo.warmstart, "
-        "minimal_rl.evaluation, minimal_rl.plots, minimal_rl.cli; minimal_rl.cli.build_parser(); "
+        "import sys, minimal_rl, minimal_rl_app.demo.task, minimal_rl_app.demo.model, minimal_rl_app.demo.warmstart, "
+        "minimal_rl_app.evaluation, minimal_rl_app.plots, minimal_rl_app.cli; minimal_rl_app.cli.build_parser(); "
         "bad = [m for m in ('transformers', 'trl', 'tokenizers', 'matplotlib', 'verl') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -105,7 +105,7 @@ def test_real_warmstart_lands_in_the_band(tmp_path):
     assert 0.20 <= report["accuracy"] <= 0.50
     assert report["steps"] < WarmStartConfig().max_steps
     # The cached model really is that good: re-measure on other held-out problems.
-    from minimal_rl.demo.evaluate import evaluate_heldout
+    from minimal_rl_app.demo.evaluate import evaluate_heldout
 
     acc = evaluate_heldout(b.model, b.tokenizer, b.splits.heldout[256:512], samples_per_problem=2, seed=5)["heldout_accuracy"]
     assert 0.15 <= acc <= 0.55

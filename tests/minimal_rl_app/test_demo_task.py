@@ -2,7 +2,7 @@
 
 import pytest
 
-from minimal_rl.demo.task import TaskConfig, all_problems, completion_text, make_splits
+from minimal_rl_app.demo.task import TaskConfig, all_problems, completion_text, make_splits
 from minimal_rl.reward import is_correct
 
 

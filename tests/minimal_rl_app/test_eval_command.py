@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from minimal_rl.cli import main
-from minimal_rl.evaluation import evaluate_benchmarks, results_table, score_all
+from minimal_rl_app.cli import main
+from minimal_rl_app.evaluation import evaluate_benchmarks, results_table, score_all
 
 
 def _rows(shared_data, n=10):
@@ -62,7 +62,7 @@ def test_a_hanging_scorer_is_killed_and_scored_wrong(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_eval_cli_on_math500_with_a_model_that_cannot_solve_them(shared_data, tmp_path, capsys):
-    from minimal_rl.demo.model import ModelConfig, build_model, build_tokenizer
+    from minimal_rl_app.demo.model import ModelConfig, build_model, build_tokenizer
 
     tok = build_tokenizer()
     model = build_model(tok, ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64))

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from minimal_rl.cli import build_parser, main
-from minimal_rl.commands.train import ALGORITHM_CHOICES
+from minimal_rl_app.cli import build_parser, main
+from minimal_rl.table import ALGORITHMS
+from minimal_rl_app.commands.train import ALGORITHM_CHOICES
 
 TINY_ARGS = [
     "--tiny-model", "--warmstart-max-steps", "0", "--steps", "2", "--prompts-per-step", "2",
@@ -25,7 +26,7 @@ def _png_ok(path):
 
 
 def test_algorithm_choices_match_the_trainable_set():
-    from trl_ext.main_job import TRAINABLE
+    from minimal_rl_app.main_job import TRAINABLE
 
     assert tuple(ALGORITHM_CHOICES) == TRAINABLE
 
@@ -42,12 +43,21 @@ def test_two_step_train_writes_metrics_and_plot(algorithm, cache, tmp_path):
             assert key in s, key
         assert s["accuracy"] == 0.0 and s["groups_all_wrong"] == 1.0  # random weights: every answer wrong
     # RAFT / Reinforce-Rej drop every sample of an all-wrong batch; GRPO and Reinforce keep them.
-    expected_kept = 1.0 if algorithm in ("grpo", "reinforce", "reinforce_mean_zero", "reinforce_remove_all_correct") else 0.0
+    expected_kept = 1.0 if ALGORITHMS[algorithm].sample_filter in ("none", "drop_all_correct") else 0.0
     assert payload["steps"][0]["samples_kept_frac"] == expected_kept
     assert [e["step"] for e in payload["evals"]] == [0, 1, 2]
     assert _png_ok(out / "metrics.png")
     assert (out / "model" / "config.json").exists()
     assert len((out / "heldout.jsonl").read_text().splitlines()) == 64
+
+
+def test_train_with_a_sample_filter_on_grpo(cache, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--algorithm", "grpo", "--sample-filter", "drop_all_wrong", "--cache-dir", cache, "--output-dir", str(out)]
+    assert main([*argv, *TINY_ARGS]) == 0
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["settings"]["algorithm"] == "grpo" and payload["settings"]["sample_filter"] == "drop_all_wrong"
+    assert payload["steps"][0]["samples_kept_frac"] == 0.0  # random weights: every group all wrong, all dropped
 
 
 def test_output_dir_is_not_clobbered_without_overwrite(cache, tmp_path, capsys):
@@ -79,11 +89,11 @@ def test_compare_writes_figure_and_table(cache, tmp_path):
 
 
 def test_ctrl_c_leaves_a_valid_partial_metrics_file(cache, tmp_path):
-    from minimal_rl.demo.warmstart import WarmStartConfig, load_or_build
-    from minimal_rl.demo.model import ModelConfig
-    from minimal_rl.demo.task import TaskConfig
-    from minimal_rl.demo.evaluate import demo_messages
-    from trl_ext.main_job import TrainSettings, run_training
+    from minimal_rl_app.demo.warmstart import WarmStartConfig, load_or_build
+    from minimal_rl_app.demo.model import ModelConfig
+    from minimal_rl_app.demo.task import TaskConfig
+    from minimal_rl_app.demo.evaluate import demo_messages
+    from minimal_rl_app.main_job import TrainSettings, run_training
 
     bundle = load_or_build(
         cache, TaskConfig(num_heldout=64), ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
@@ -114,7 +124,9 @@ def test_ctrl_c_leaves_a_valid_partial_metrics_file(cache, tmp_path):
         (["train", "--algorithm", "ppo"], "invalid choice: 'ppo' (choose from 'raft', 'raft_pp'"),
         (["train", "--steps", "0"], "expected a positive integer, got 0"),
         (["train", "--lr", "abc"], "expected a positive number, got 'abc'"),
-        (["compare", "--algorithms", "raft", "dpo"], "invalid choice: 'dpo'"),
+        (["compare", "--algorithms", "raft", "dpo"], "unknown algorithm 'dpo'"),
+        (["compare", "--algorithms", "grpo+drop_some"], "unknown sample filter 'drop_some'"),
+        (["train", "--sample-filter", "drop_some"], "invalid choice: 'drop_some'"),
         (["eval", "--model", "m", "--data", "x.jsonl", "--k", "-3"], "expected a positive integer"),
     ],
 )
@@ -133,7 +145,7 @@ def test_dataset_without_model_is_a_usage_error(tmp_path, capsys):
 
 def test_train_any_local_model_on_jsonl_data(cache, tmp_path):
     """The GPU-user path (--model + --dataset), here with a saved tiny model and arithmetic JSONL."""
-    from minimal_rl.demo.model import ModelConfig, build_model, build_tokenizer
+    from minimal_rl_app.demo.model import ModelConfig, build_model, build_tokenizer
 
     tok = build_tokenizer()
     model_dir = tmp_path / "m"

@@ -1,0 +1,359 @@
+"""``minimal-rl prepare-data``: the paper's training and evaluation sets in verl's and TRL's formats.
+
+For each dataset this writes, under ``--output-dir/<dataset>/``:
+
+* ``<split>.parquet`` - verl's RL format (`minimal_rl.data.verl_row`);
+* ``hf_<split>/`` - a Hugging Face dataset (``datasets.save_to_disk``) with columns ``prompt`` (conversational
+  messages) and ``answer`` (`minimal_rl.data.trl_row`);
+* ``summary_<split>.json`` - row counts: read, dropped for each reason, written.
+
+The paper's filtering (Sec. 5.1): training problems longer than 700 tokens are dropped (``--max-problem-tokens``;
+counted with ``--tokenizer`` or estimated), and so are problems whose gold answer Math-Verify cannot parse
+(``--answer-check parse``, see `minimal_rl.data.is_parseable`) or the reward cannot match against itself
+(`minimal_rl.data.is_verifiable`: such a problem can only ever give all-wrong groups). Evaluation sets get only the
+second check and no length filter by default, so they keep the benchmarks' sizes.
+
+Sources: the Hugging Face hub names of `minimal_rl.data.DATASETS` (``datasets.load_dataset``; not exercised by this
+project's tests, which run offline), or a local JSONL / JSON / parquet file (``--input``). pandas, pyarrow and
+datasets are imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+from minimal_rl.data import (
+    ANSWER_CHECKS,
+    DATASETS,
+    PAPER_MAX_PROBLEM_TOKENS,
+    DatasetSpec,
+    extract_problem_and_answer,
+    get_spec,
+    is_parseable,
+    is_verifiable,
+    trl_row,
+    verl_row,
+)
+
+logger = logging.getLogger(__name__)
+
+# Without a tokenizer, tokens are estimated as ceil(characters / 3): BPE tokenizers of the paper's
+# models give about 3-4 characters per token on English prose and fewer on LaTeX, so this estimate
+# errs towards dropping a problem that is slightly under the limit rather than keeping one over it.
+APPROX_CHARS_PER_TOKEN = 3.0
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def read_local_records(path: str) -> Iterator[dict]:
+    """Records of a local JSONL, JSON (a list of objects) or parquet file."""
+    lower = path.lower()
+    if lower.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        yield from pq.read_table(path).to_pylist()
+    elif lower.endswith(".jsonl"):
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}:{line_no}: not valid JSON ({exc})") from None
+    elif lower.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON list of records")
+        yield from data
+    else:
+        raise ValueError(f"{path}: unsupported file type (use .jsonl, .json or .parquet)")
+
+
+def read_hub_records(hub_name: str, config: str | None, split: str) -> Iterator[dict]:
+    """Records of a Hugging Face hub dataset (needs network access or a populated HF cache)."""
+    import datasets
+
+    yield from datasets.load_dataset(hub_name, config, split=split)
+
+
+# --------------------------------------------------------------------------------------------
+# Token counting
+# --------------------------------------------------------------------------------------------
+
+
+def approx_token_count(text: str) -> int:
+    """Tokens estimated without a tokenizer: ceil(characters / 3) (see APPROX_CHARS_PER_TOKEN)."""
+    return math.ceil(len(text) / APPROX_CHARS_PER_TOKEN)
+
+
+def make_token_counter(tokenizer_path: str | None) -> tuple[Callable[[list[str]], list[int]], str]:
+    """(batch token counter, description). Counts tokens of the problem text, no special tokens."""
+    if not tokenizer_path:
+        return (lambda texts: [approx_token_count(t) for t in texts]), f"approx: ceil(chars / {APPROX_CHARS_PER_TOKEN:g})"
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    return count, f"tokenizer: {tokenizer_path}"
+
+
+# --------------------------------------------------------------------------------------------
+# Filtering and formatting
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PrepareSummary:
+    dataset: str
+    source: str
+    split: str
+    rows_read: int = 0
+    dropped_no_problem: int = 0
+    dropped_no_answer: int = 0
+    dropped_too_long: int = 0
+    dropped_unparseable: int = 0
+    dropped_unverifiable: int = 0
+    rows_written: int = 0
+    max_problem_tokens: int = 0
+    token_counter: str = ""
+    answer_check: str = "self"
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def as_text(self) -> str:
+        length = (
+            f"{self.dropped_too_long} over {self.max_problem_tokens} tokens ({self.token_counter})"
+            if self.max_problem_tokens > 0
+            else "no length filter"
+        )
+        return (
+            f"{self.dataset} ({self.source}): read {self.rows_read}; dropped {self.dropped_no_problem} without a "
+            f"problem, {self.dropped_no_answer} without an answer, {length}, {self.dropped_unparseable} with an "
+            f"unparseable and {self.dropped_unverifiable} with an unverifiable answer (check: {self.answer_check}); "
+            f"wrote {self.rows_written}"
+        )
+
+
+# Verdicts of the answer check: kept, or dropped for which reason.
+_OK, _UNPARSEABLE, _UNVERIFIABLE = 0, 1, 2
+
+
+def _check_answer(answer: str, answer_check: str) -> int:
+    if answer_check == "parse" and not is_parseable(answer):
+        return _UNPARSEABLE
+    if answer_check in ("parse", "self") and not is_verifiable(answer):
+        return _UNVERIFIABLE
+    return _OK
+
+
+def _check_chunk(job: tuple[list[str], str]) -> list[int]:
+    answers, answer_check = job
+    return [_check_answer(a, answer_check) for a in answers]
+
+
+def check_answers(answers: list[str], answer_check: str, num_proc: int = 1, chunk: int = 256) -> list[int]:
+    """The answer check's verdict for every answer, in ``num_proc`` processes (Numina: ~860k answers)."""
+    if answer_check not in ANSWER_CHECKS:
+        raise ValueError(f"answer_check must be one of {ANSWER_CHECKS}, got {answer_check!r}")
+    if answer_check == "none":
+        return [_OK] * len(answers)
+    if num_proc <= 1 or len(answers) < 2 * chunk:
+        return _check_chunk((answers, answer_check))
+    import multiprocessing
+
+    jobs = [(answers[i : i + chunk], answer_check) for i in range(0, len(answers), chunk)]
+    # Each worker's main thread runs Math-Verify, so its signal-based timeout works there.
+    with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
+        return [v for part in pool.imap(_check_chunk, jobs) for v in part]
+
+
+def filter_records(
+    records: Iterable[dict],
+    spec: DatasetSpec,
+    summary: PrepareSummary,
+    max_problem_tokens: int,
+    count_tokens: Callable[[list[str]], list[int]],
+    answer_check: str = "self",
+    num_proc: int = 1,
+    limit: int | None = None,
+) -> list[tuple[str, str]]:
+    """The (problem, answer) pairs that survive the paper's filters, counting every drop in ``summary``."""
+    pairs: list[tuple[str, str]] = []
+    for record in records:
+        if limit is not None and summary.rows_read >= limit:
+            break
+        summary.rows_read += 1
+        problem, answer = extract_problem_and_answer(record, spec)
+        if problem is None:
+            summary.dropped_no_problem += 1
+        elif answer is None:
+            summary.dropped_no_answer += 1
+        else:
+            pairs.append((problem, answer))
+
+    if max_problem_tokens > 0 and pairs:
+        lengths: list[int] = []
+        for i in range(0, len(pairs), 1024):
+            lengths.extend(count_tokens([p for p, _ in pairs[i : i + 1024]]))
+        short = [pair for pair, n in zip(pairs, lengths) if n <= max_problem_tokens]
+        summary.dropped_too_long = len(pairs) - len(short)
+        pairs = short
+
+    if pairs:
+        verdicts = check_answers([a for _, a in pairs], answer_check, num_proc=num_proc)
+        summary.dropped_unparseable = verdicts.count(_UNPARSEABLE)
+        summary.dropped_unverifiable = verdicts.count(_UNVERIFIABLE)
+        pairs = [pair for pair, v in zip(pairs, verdicts) if v == _OK]
+    summary.rows_written = len(pairs)
+    return pairs
+
+
+def write_verl_parquet(pairs: list[tuple[str, str]], path: str, data_source: str, split: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [verl_row(p, a, i, data_source, split) for i, (p, a) in enumerate(pairs)]
+    if not rows:
+        raise ValueError(f"nothing to write to {path}: every row was filtered out")
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def write_hf_dataset(pairs: list[tuple[str, str]], path: str) -> None:
+    import datasets
+
+    if not pairs:
+        raise ValueError(f"nothing to write to {path}: every row was filtered out")
+    datasets.Dataset.from_list([trl_row(p, a) for p, a in pairs]).save_to_disk(path)
+
+
+def prepare_dataset(
+    name: str,
+    output_dir: str,
+    input_path: str | None = None,
+    tokenizer: str | None = None,
+    max_problem_tokens: int | None = None,
+    formats: Sequence[str] = ("verl", "hf"),
+    answer_check: str | None = None,
+    num_proc: int = 1,
+    limit: int | None = None,
+    hub_name: str | None = None,
+    hub_config: str | None = None,
+    hub_split: str | None = None,
+    split: str | None = None,
+) -> PrepareSummary:
+    """Read, filter and write one dataset; returns (and writes as JSON) its summary."""
+    spec = get_spec(name)
+    split = split or spec.split
+    if max_problem_tokens is None:
+        max_problem_tokens = spec.max_problem_tokens
+    answer_check = answer_check or spec.answer_check
+    if answer_check not in ANSWER_CHECKS:
+        raise ValueError(f"answer_check must be one of {ANSWER_CHECKS}, got {answer_check!r}")
+    if input_path:
+        source = os.path.abspath(input_path)
+        records: Iterable[dict] = read_local_records(input_path)
+    else:
+        hub = hub_name or spec.hub_name
+        config = hub_config if hub_config is not None else spec.hub_config
+        h_split = hub_split or spec.hub_split
+        source = f"hf://{hub}" + (f"/{config}" if config else "") + f"[{h_split}]"
+        records = read_hub_records(hub, config, h_split)
+
+    count_tokens, counter_name = make_token_counter(tokenizer if max_problem_tokens > 0 else None)
+    summary = PrepareSummary(
+        dataset=name,
+        source=source,
+        split=split,
+        max_problem_tokens=max_problem_tokens,
+        token_counter=counter_name if max_problem_tokens > 0 else "none",
+        answer_check=answer_check,
+    )
+    pairs = filter_records(
+        records, spec, summary, max_problem_tokens, count_tokens, answer_check, num_proc, limit
+    )
+
+    out = os.path.join(output_dir, name)
+    os.makedirs(out, exist_ok=True)
+    if "verl" in formats:
+        path = os.path.join(out, f"{split}.parquet")
+        write_verl_parquet(pairs, path, data_source=name, split=split)
+        summary.outputs["verl"] = path
+    if "hf" in formats:
+        path = os.path.join(out, f"hf_{split}")
+        write_hf_dataset(pairs, path)
+        summary.outputs["hf"] = path
+    summary_path = os.path.join(out, f"summary_{split}.json")
+    with open(summary_path, "w", encoding="utf-8") as f:
+        json.dump(asdict(summary), f, indent=2)
+    summary.outputs["summary"] = summary_path
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    listing = "; ".join(f"{s.name}: {s.description} [{s.hub_name}]" for s in DATASETS.values())
+    parser.add_argument("datasets", nargs="+", choices=list(DATASETS), metavar="DATASET", help=listing)
+    parser.add_argument("--input", help="local .jsonl/.json/.parquet file instead of the hub (one DATASET only)")
+    parser.add_argument("--output-dir", default="data", help="writes OUTPUT_DIR/<dataset>/... (default: data)")
+    parser.add_argument(
+        "--tokenizer", help="tokenizer (path or hub name) for the length filter; default: ceil(chars / 3) estimate"
+    )
+    parser.add_argument(
+        "--max-problem-tokens",
+        type=int,
+        default=None,
+        help=f"drop problems longer than this (0: keep all); default {PAPER_MAX_PROBLEM_TOKENS} for numina_math, "
+        "0 for the evaluation sets",
+    )
+    parser.add_argument("--format", choices=["verl", "hf", "both"], default="both", help="what to write (default both)")
+    parser.add_argument(
+        "--answer-check",
+        choices=ANSWER_CHECKS,
+        default=None,
+        help="parse: drop gold answers Math-Verify cannot parse or the reward cannot match (default for "
+        "numina_math); self: drop only answers the reward cannot match against themselves (default for the "
+        "evaluation sets, keeping the benchmarks' sizes); none: keep all",
+    )
+    parser.add_argument("--num-proc", type=int, default=1, help="processes for the answer check (default 1)")
+    parser.add_argument("--limit", type=int, default=None, help="read at most this many source rows")
+    parser.add_argument("--hub-name", help="override the hub dataset name (one DATASET only)")
+    parser.add_argument("--hub-config", help="override the hub dataset config")
+    parser.add_argument("--hub-split", help="override the hub split to read")
+    parser.add_argument("--split", help="split label for outputs and extra_info (default: train or test)")
+
+
+# --flag (argparse dest) -> prepare_dataset parameter
+COMMAND_LINE_OPTIONS = {
+    "input": "input_path", "tokenizer": "tokenizer", "max_problem_tokens": "max_problem_tokens",
+    "answer_check": "answer_check", "num_proc": "num_proc", "limit": "limit", "hub_name": "hub_name",
+    "hub_config": "hub_config", "hub_split": "hub_split", "split": "split",
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    if (args.input or args.hub_name) and len(args.datasets) != 1:
+        raise SystemExit("--input and --hub-name need exactly one DATASET")
+    formats = ("verl", "hf") if args.format == "both" else (args.format,)
+    for name in args.datasets:
+        options = {parameter: getattr(args, flag) for flag, parameter in COMMAND_LINE_OPTIONS.items()}
+        summary = prepare_dataset(name, args.output_dir, formats=formats, **options)
+        print(summary.as_text())
+        for kind, path in summary.outputs.items():
+            print(f"  {kind}: {path}")
+    return 0
