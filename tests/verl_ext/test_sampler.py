@@ -573,3 +573,50 @@ def test_refill_is_guarded_by_the_tested_verl_range():
     for bad in ("0.8.9", "0.10.0"):
         with pytest.raises(RuntimeError, match=r"tested with verl >=0\.9\.1,<0\.10\.0.*filter_mode=drop"):
             check_verl_version(bad)
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo"])
+def test_stock_estimator_with_drop_uniform_changes_only_the_token_mean_denominator(estimator):
+    """verl's own estimator + drop_uniform, beta = 0: the zero-variance groups already carry zero advantage, so the
+    dropped batch's token-mean gradient is the full batch's rescaled by total / kept tokens (the fork's dilution)."""
+    import numpy as np
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+
+    uids = put_groups(EXAMPLE)
+    batch, metrics = make_sampler(estimator, sample_filter="drop_uniform").sample(
+        global_steps=1, partition_id=PART, batch_size=4
+    )
+    kept = set(batch.keys)
+    all_keys = [f"{u}_{s}_0" for u in uids for s in range(4)]
+    kept_idx = [i for i, k in enumerate(all_keys) if k in kept]
+    lengths = [4 + s + g for g in range(4) for s in range(4)]
+    width = max(lengths)
+    mask = torch.tensor([[1.0] * n + [0.0] * (width - n) for n in lengths])
+    rewards = torch.zeros(16, width)
+    for i, (n, r) in enumerate(zip(lengths, [float(x) for g in EXAMPLE for x in g])):
+        rewards[i, n - 1] = r
+    group = np.array([k.split("_")[0] for k in all_keys], dtype=object)
+    fn = get_adv_estimator_fn(estimator)
+    full_adv, _ = fn(token_level_rewards=rewards, response_mask=mask, index=group, config=OmegaConf.create({}))
+    drop_adv, _ = fn(token_level_rewards=rewards[kept_idx], response_mask=mask[kept_idx], index=group[kept_idx],
+                     config=OmegaConf.create({}))
+    dropped = [i for i in range(16) if i not in kept_idx]
+    assert torch.all(full_adv[dropped] == 0)  # nothing the drop removes carried an advantage
+    torch.testing.assert_close(drop_adv, full_adv[kept_idx])
+
+    torch.manual_seed(0)
+    old = -torch.rand(16, width)
+    log_prob = (old + 0.3 * torch.randn(16, width)).requires_grad_(True)
+    config = FSDPActorConfig(strategy="fsdp", ppo_mini_batch_size=4, ppo_micro_batch_size_per_gpu=4, rollout_n=4)
+    loss_fn = get_policy_loss_fn("vanilla")
+
+    def loss(rows, advantages):
+        value, _ = loss_fn(old_log_prob=old[rows], log_prob=log_prob[rows], advantages=advantages,
+                           response_mask=mask[rows].bool(), loss_agg_mode="token-mean", config=config)
+        return value
+
+    (g_full,) = torch.autograd.grad(loss(list(range(16)), full_adv), log_prob)
+    (g_drop,) = torch.autograd.grad(loss(kept_idx, drop_adv), log_prob)
+    ratio = mask.sum() / mask[kept_idx].sum()
+    assert ratio > 1.0 and metrics["minimal_rl/tokens_kept_frac"] == pytest.approx(1 / ratio.item())
+    torch.testing.assert_close(g_drop, g_full * ratio, rtol=1e-5, atol=1e-7)
