@@ -77,6 +77,7 @@ def analyse(runs: dict[str, dict]) -> dict[str, Any]:
             "all_wrong": _mean([s.get("groups_all_wrong") for s in steps]),
             "all_correct": _mean([s.get("groups_all_correct") for s in steps]),
             "kept": _mean([s.get("samples_kept_frac") for s in steps]),
+            "tokens_kept": _mean([s.get("tokens_kept_frac", s.get("samples_kept_frac")) for s in steps]),
             "clip_ratio": _mean([s.get("clip_ratio") for s in steps]),
             "seconds": p.get("train_seconds"),
             "early_until_step": max((e["step"] for e in early), default=0),
@@ -170,7 +171,7 @@ def markdown_table(analysis: dict, settings: dict, wall_seconds: float) -> str:
     rows = analysis["rows"]
     lines = [
         "| algorithm | held-out acc start | early (<= step) | end | batch acc 1st / last third | held-out entropy start -> end "
-        f"| KL end | KL at acc {_fmt(analysis['matched_accuracy'])} | KL per acc point | all-wrong / all-correct groups | samples kept | train s |",
+        f"| KL end | KL at acc {_fmt(analysis['matched_accuracy'])} | KL per acc point | all-wrong / all-correct groups | samples / tokens in update | train s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
@@ -179,7 +180,7 @@ def markdown_table(analysis: dict, settings: dict, wall_seconds: float) -> str:
             f"{_fmt(r['heldout_end'])} | {_fmt(r['batch_acc_first_third'])} / {_fmt(r['batch_acc_last_third'])} | "
             f"{_fmt(r['entropy_start'])} -> {_fmt(r['entropy_end'])} | {_fmt(r['kl_end'], '.4f')} | "
             f"{_fmt(r['kl_at_matched'], '.4f')} | {_fmt(r['kl_per_gain'], '.4f')} | {_fmt(r['all_wrong'], '.2f')} / {_fmt(r['all_correct'], '.2f')} | "
-            f"{_fmt(r['kept'], '.2f')} | {_fmt(r['seconds'], '.0f')} |"
+            f"{_fmt(r['kept'], '.2f')} / {_fmt(r['tokens_kept'], '.2f')} | {_fmt(r['seconds'], '.0f')} |"
         )
     lines.append("")
     lines.append(
