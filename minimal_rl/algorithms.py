@@ -25,7 +25,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS, get_algorithm, get_sample_filter  # noqa: F401 (re-export)
+from minimal_rl.table import (  # noqa: F401 (ALGORITHMS, SAMPLE_FILTERS: re-exported)
+    ALGORITHMS,
+    SAMPLE_FILTERS,
+    check_filter_fits,
+    get_algorithm,
+    get_sample_filter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +366,9 @@ def compute_weights(
     cannot drop rows ("zero" mode) may use it directly.
     """
     spec = get_algorithm(algorithm)
-    keep_fn = FILTERS[get_sample_filter(sample_filter or spec.sample_filter).name]
+    chosen = get_sample_filter(sample_filter or spec.sample_filter).name
+    check_filter_fits(spec.name, chosen)
+    keep_fn = FILTERS[chosen]
     scores = torch.as_tensor(scores).reshape(-1)
     if not scores.dtype.is_floating_point:
         scores = scores.to(torch.float32)

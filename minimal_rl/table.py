@@ -67,6 +67,10 @@ WEIGHT_EQUATIONS: Mapping[str, str] = MappingProxyType(
         "grpo": "A_i = (r_i - mean_group(r)) / (std_group(r) + 1e-6)",
     }
 )
+# Weights that depend on the other responses of the group: a filter that drops single responses (drop_wrong)
+# would change them, and a framework that recomputes them on the kept batch (verl's estimators do) would give
+# other numbers than one that filters after weighing (TRL). Only whole-group filters fit them.
+GROUP_DEPENDENT_WEIGHTS = ("signed_over_std", "mean_centred", "grpo")
 LOSSES: Mapping[str, str] = MappingProxyType(
     {
         "nll": "-A * log pi_theta (no ratio, no clipping)",
@@ -169,6 +173,18 @@ def get_algorithm(name: str) -> AlgorithmSpec:
 def get_sample_filter(name: str) -> SampleFilter:
     """A sample filter by name, with an error that lists the valid names."""
     return _lookup(SAMPLE_FILTERS, "sample filter", name)
+
+
+def check_filter_fits(algorithm: str, sample_filter: str) -> None:
+    """Raise ValueError when ``sample_filter`` drops single responses but ``algorithm``'s weights depend on the rest of
+    the group (the kept responses' weights would depend on whether the dropped ones were weighed first)."""
+    spec, chosen = get_algorithm(algorithm), get_sample_filter(sample_filter)
+    if chosen.unit == "response" and spec.weights in GROUP_DEPENDENT_WEIGHTS:
+        raise ValueError(
+            f"sample filter {chosen.name!r} drops single responses, but {spec.name!r} weighs a response against its "
+            f"group ({WEIGHT_EQUATIONS[spec.weights]}): the kept responses' weights would change with the drop. Use a "
+            "whole-group filter (drop_all_wrong, drop_all_correct, drop_uniform), or RAFT / Reinforce weights."
+        )
 
 
 def algorithms_of(*families: str) -> tuple[str, ...]:

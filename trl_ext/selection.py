@@ -19,7 +19,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from minimal_rl.algorithms import REWARD_MAPPINGS, compute_weights
-from minimal_rl.table import SAMPLE_FILTERS, algorithms_of, get_algorithm, get_sample_filter
+from minimal_rl.table import SAMPLE_FILTERS, algorithms_of, check_filter_fits, get_algorithm, get_sample_filter
 
 from .hard_drop import LOSS_MASK_KEY, drop_rejected_rows
 
@@ -112,6 +112,7 @@ class SampleSelectionConfig(GRPOConfig):
             )
         if self.sample_filter is not None:
             self.sample_filter = get_sample_filter(self.sample_filter).name
+        check_filter_fits(self.algorithm, self.sample_filter_in_effect)
         if self.reward_mapping not in REWARD_MAPPINGS:
             raise ValueError(f"reward_mapping must be one of {REWARD_MAPPINGS}, got {self.reward_mapping!r}")
         if self.drops_samples and self.loss_type not in DROP_EXACT_LOSS_TYPES:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from minimal_rl.algorithms import NAN_POLICIES, REWARD_MAPPINGS
-from minimal_rl.table import ALGORITHMS, get_sample_filter
+from minimal_rl.table import ALGORITHMS, check_filter_fits, get_sample_filter
 
 CONFIG_KEY = "minimal_rl"  # algorithm.minimal_rl.*
 
@@ -74,7 +74,9 @@ def sample_filter_in_effect(estimator: str, options: MinimalRLOptions) -> tuple[
     """
     estimator = str(estimator).lower()
     if estimator in ALGORITHMS and ALGORITHMS[estimator].family != "grpo":
-        return estimator, options.sample_filter or ALGORITHMS[estimator].sample_filter
+        sample_filter = options.sample_filter or ALGORITHMS[estimator].sample_filter
+        check_filter_fits(estimator, sample_filter)
+        return estimator, sample_filter
     sample_filter = options.sample_filter or "none"
     if sample_filter != "none" and estimator not in GROUPED_VERL_ESTIMATORS:
         raise ValueError(
@@ -83,6 +85,8 @@ def sample_filter_in_effect(estimator: str, options: MinimalRLOptions) -> tuple[
             "reinforce_plus_plus / remax use batch or greedy baselines), so a group filter has no defined meaning "
             f"there. Use one of {GROUPED_VERL_ESTIMATORS} or minimal-rl's own estimators, or sample_filter=none."
         )
+    # verl's own estimators normalise within the group, and verl computes them on the kept rows only
+    check_filter_fits("grpo", sample_filter)
     return "grpo", sample_filter
 
 

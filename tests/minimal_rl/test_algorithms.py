@@ -21,7 +21,7 @@ from minimal_rl.algorithms import (
     group_statistics,
     signed_rewards,
 )
-from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS, WEIGHT_EQUATIONS, get_algorithm
+from minimal_rl.table import ALGORITHMS, GROUP_DEPENDENT_WEIGHTS, SAMPLE_FILTERS, WEIGHT_EQUATIONS, get_algorithm
 
 UIDS = np.array(worked_example_uids(), dtype=object)
 
@@ -47,7 +47,11 @@ def test_worked_example(algorithm, score_values):
 @pytest.mark.parametrize("sample_filter", sorted(HAND_KEEP))
 def test_every_filter_keeps_what_the_spec_says_on_top_of_any_weights(sample_filter):
     keep = torch.tensor([kept for group in HAND_KEEP[sample_filter] for kept in group])
-    for algorithm in ALGORITHMS:
+    for algorithm, spec in ALGORITHMS.items():
+        if sample_filter == "drop_wrong" and spec.weights in GROUP_DEPENDENT_WEIGHTS:
+            with pytest.raises(ValueError, match="drops single responses"):
+                compute_weights(worked_example_scores(), algorithm, UIDS, sample_filter=sample_filter)
+            continue
         result = compute_weights(worked_example_scores(), algorithm, UIDS, sample_filter=sample_filter)
         assert torch.equal(result.keep, keep), algorithm
         unfiltered = compute_weights(worked_example_scores(), algorithm, UIDS, sample_filter="none")

@@ -109,6 +109,11 @@ def test_loss_types_where_a_mask_is_not_a_drop_are_refused(tmp_path, loss_type):
     assert tiny_config(FilteredGRPOConfig, tmp_path, loss_type=loss_type, sample_filter="none").loss_type == loss_type
 
 
+def test_a_response_filter_on_group_normalised_weights_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="drop_wrong' drops single responses"):
+        tiny_config(FilteredGRPOConfig, tmp_path, sample_filter="drop_wrong")
+
+
 @pytest.mark.parametrize("loss_type", ["dapo", "cispo"])
 def test_drop_exact_loss_types_are_accepted(tmp_path, loss_type):
     assert tiny_config(FilteredGRPOConfig, tmp_path, loss_type=loss_type).sample_filter == "drop_uniform"

@@ -331,6 +331,9 @@ def test_bad_options_fail_clearly():
         make_sampler("raft", sample_filter="drop_some")
     with pytest.raises(ValueError, match="'gae' has none"):
         make_sampler("gae", sample_filter="drop_uniform")
+    # verl's grpo would recompute its group baseline on the correct responses alone
+    with pytest.raises(ValueError, match="drops single responses"):
+        make_sampler("grpo", sample_filter="drop_wrong")
 
 
 def test_legacy_trainer_falls_back_to_zero_once(caplog):
