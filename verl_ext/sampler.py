@@ -183,16 +183,12 @@ def sessions_of(keys: list[str], tags: list[dict], scores: list[float]) -> tuple
     return records, row_sessions
 
 
-def append_padding_rows(batch: KVBatchMeta, multiple: int) -> tuple[KVBatchMeta, int]:
-    """Pad ``batch`` to a multiple of ``multiple`` rows with 2-token rows whose loss mask is 0, so verl's own
-    upsampling (128-token rows) has nothing left to add. Built from verl's public padding template (which
-    zeroes rewards, masks and log-probs and tags the rows ``is_padding``), then cut to 2 tokens."""
-    missing = (-len(batch)) % multiple
-    if missing == 0 or len(batch) == 0:
-        return batch, 0
-    source = tq.kv_batch_get(keys=[batch.keys[0]], partition_id=batch.partition_id)[0]
+def padding_row_template(source: Any, source_tag: dict) -> tuple[dict, dict]:
+    """A 2-token padding row (one prompt token, one response token with loss mask 0) and its tag, built from verl's
+    public padding template (which zeroes rewards, masks and log-probs and tags the row ``is_padding``) and cut from
+    its 128 tokens to 2. ``source``: one real row of the batch (its non-sequence fields are copied)."""
     token = int(torch.as_tensor(source["input_ids"]).reshape(-1)[0]) if "input_ids" in source.keys() else 0
-    template, tag = construct_minimal_padding_template(source, batch.tags[0], eos_token_id=token)
+    template, tag = construct_minimal_padding_template(source, source_tag, eos_token_id=token)
     one = torch.full((1,), token, dtype=torch.int64)
     attention_mask = torch.ones(PADDING_ROW_TOKENS, dtype=torch.int64)
     template.update(
@@ -211,6 +207,17 @@ def append_padding_rows(batch: KVBatchMeta, multiple: int) -> tuple[KVBatchMeta,
         if isinstance(value, torch.Tensor) and value.dim() > 0:
             template[key] = value[:PADDING_ROW_TOKENS].clone()
     tag.update(prompt_len=1, response_len=1, seq_len=PADDING_ROW_TOKENS)
+    return template, tag
+
+
+def append_padding_rows(batch: KVBatchMeta, multiple: int) -> tuple[KVBatchMeta, int]:
+    """Pad ``batch`` to a multiple of ``multiple`` rows with `padding_row_template` rows, so verl's own upsampling
+    (128-token rows, which cost more than the dropped rows saved when responses are short) has nothing to add."""
+    missing = (-len(batch)) % multiple
+    if missing == 0 or len(batch) == 0:
+        return batch, 0
+    source = tq.kv_batch_get(keys=[batch.keys[0]], partition_id=batch.partition_id)[0]
+    template, tag = padding_row_template(source, batch.tags[0])
     pad_uid = f"mrlpad{uuid.uuid4().hex}"  # never a real uid: no estimator groups it with real samples
     template["uid"] = pad_uid
     keys = [f"{pad_uid}_{i}_0" for i in range(missing)]
