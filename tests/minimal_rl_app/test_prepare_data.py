@@ -36,18 +36,10 @@ def read_parquet(path: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def char_tokenizer_path(tmp_path_factory) -> str:
     """A character-level tokenizer (one token per character) with a chat template, built offline."""
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast
+    import mrl_testing
 
-    alphabet = [chr(c) for c in range(32, 127)] + ["\n", "\t"]
-    vocab = {tok: i for i, tok in enumerate(["<unk>", "<pad>", "<eos>", *alphabet])}
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>")),
-        unk_token="<unk>", pad_token="<pad>", eos_token="<eos>",
-    )
-    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     path = tmp_path_factory.mktemp("char_tokenizer")
-    tokenizer.save_pretrained(path)
+    mrl_testing.build_tokenizer(save_dir=path, chat_template=True)
     return str(path)
 
 

@@ -138,18 +138,12 @@ def check_like_main_ppo(cfg, local_model: str) -> None:
 @pytest.fixture(scope="module")
 def local_model(tmp_path_factory) -> str:
     """A tiny Qwen2 model directory (config + character-level tokenizer with a chat template), offline."""
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast, Qwen2Config
+    import mrl_testing
+    from transformers import Qwen2Config
 
     path = tmp_path_factory.mktemp("tiny_qwen2")
-    vocab = {tok: i for i, tok in enumerate(["<unk>", "<pad>", "<eos>", *(chr(c) for c in range(32, 127))])}
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>")),
-        unk_token="<unk>", pad_token="<pad>", eos_token="<eos>",
-    )
-    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    tokenizer.save_pretrained(path)
-    Qwen2Config(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+    tokenizer = mrl_testing.build_tokenizer(save_dir=path, chat_template=True)
+    Qwen2Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
                 architectures=["Qwen2ForCausalLM"]).save_pretrained(path)
     return str(path)

@@ -73,13 +73,17 @@ def hand_weights(algorithm: str) -> tuple[torch.Tensor, torch.Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
-def build_tokenizer(save_dir: Path | None = None):
-    """Character-level fast tokenizer (printable ASCII + specials), built offline with `tokenizers`."""
+CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+
+
+def build_tokenizer(save_dir: Path | None = None, chat_template: bool = False):
+    """Character-level fast tokenizer (printable ASCII, newline and tab, + specials), built offline with
+    `tokenizers`; ``chat_template``: a one-line "role: content" template."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
-    chars = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"]
+    chars = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"] + ["\n", "\t"]
     vocab = {token: i for i, token in enumerate(specials + chars)}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
@@ -87,6 +91,8 @@ def build_tokenizer(save_dir: Path | None = None):
         tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
     )
     tokenizer.padding_side = "left"
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
     if save_dir is not None:
         tokenizer.save_pretrained(save_dir)
     return tokenizer
