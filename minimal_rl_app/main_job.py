@@ -53,6 +53,11 @@ class TrainSettings:
     seed: int = 0
     hard_drop: bool = True  # same gradient as masking, saves the dropped rows' compute
 
+    @property
+    def name(self) -> str:
+        """The run's name: the algorithm, or ``algorithm+filter`` when a sample filter replaces its own."""
+        return self.algorithm if self.sample_filter is None else f"{self.algorithm}+{self.sample_filter}"
+
     def __post_init__(self) -> None:
         if self.algorithm not in TRAINABLE:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of: {', '.join(TRAINABLE)}")
@@ -249,11 +254,11 @@ class MainJobCallback(TrainerCallback):
         self._t_start = self._t_last = time.perf_counter()
         ev = self._eval(model, 0)
         self._say(
-            f"[{self.settings.algorithm}] step 0: held-out accuracy {ev['heldout_accuracy']:.3f} "
+            f"[{self.settings.name}] step 0: held-out accuracy {ev['heldout_accuracy']:.3f} "
             f"({self.settings.eval_problems} problems x {self.settings.eval_samples} samples)"
         )
         self._write()
-        self.bar = tqdm(total=self.settings.steps, desc=self.settings.algorithm, unit="step", disable=not self.progress)
+        self.bar = tqdm(total=self.settings.steps, desc=self.settings.name, unit="step", disable=not self.progress)
 
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):
         logs = logs or {}
@@ -296,7 +301,7 @@ class MainJobCallback(TrainerCallback):
             self.bar.update(1)
             self.bar.set_postfix(acc=f"{rec.get('accuracy', float('nan')):.2f}", ent=f"{rec.get('entropy', float('nan')):.3f}")
         if step % self.log_every == 0 or "heldout_accuracy" in rec or last:
-            self._say(format_step(self.settings.algorithm, rec))
+            self._say(format_step(self.settings.name, rec))
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:

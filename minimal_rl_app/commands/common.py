@@ -42,11 +42,6 @@ positive_float = _number(float, lambda v: v > 0, "a positive number")
 nonneg_float = _number(float, lambda v: v >= 0, "a number >= 0")
 
 
-def run_name(algorithm: str, sample_filter: str | None = None) -> str:
-    """A run's name: the algorithm, or ``algorithm+filter`` when a sample filter replaces its own."""
-    return algorithm if sample_filter is None else f"{algorithm}+{sample_filter}"
-
-
 def parse_run_name(name: str) -> tuple[str, str | None]:
     """``"grpo+drop_uniform"`` -> ("grpo", "drop_uniform"); ``"raft"`` -> ("raft", None). Also an argparse type."""
     from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS

@@ -12,7 +12,7 @@ import sys
 import time
 
 from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
-from minimal_rl_app.commands.common import UsageError, add_run_arguments, run_name
+from minimal_rl_app.commands.common import UsageError, add_run_arguments
 
 ALGORITHM_CHOICES = tuple(ALGORITHMS)  # every algorithm of the core's table
 DEFAULT_STEPS = 300
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         setup_environment(args.threads)
-        name = run_name(args.algorithm, args.sample_filter)
+        name = args.algorithm if args.sample_filter is None else f"{args.algorithm}+{args.sample_filter}"
         out = prepare_output_dir(args.output_dir or f"outputs/train-{name}", args.overwrite)
         source = resolve_source(args)
         try:
