@@ -8,6 +8,10 @@ point (pyproject.toml), which registers:
   (`verl_ext.estimators`);
 - the policy loss ``raft`` (`verl_ext.losses`).
 
+It also installs `verl_ext.compat`: with TRL 1.x installed (our ``[all]`` extra), verl 0.9.1 cannot
+build a model because it imports TRL's removed ``AutoModelForCausalLMWithValueHead``; a last-resort
+import finder provides a placeholder for it, only when the installed TRL lacks it (logged once).
+
 verl swallows a failing plugin import at DEBUG level, so a broken registration would only surface
 much later as "Unknown advantage estimator". We log it at ERROR, with the traceback, and re-raise.
 """
@@ -24,6 +28,10 @@ INSTALL_HINT = (
     "(driver and Ray workers), and make sure VERL_USE_EXTERNAL_PLUGINS is unset, 'auto', or lists "
     "'minimal_rl'"
 )
+
+from . import compat  # noqa: E402
+
+compat.install()  # before anything can import verl's models; inert unless verl imports the missing class
 
 try:
     from . import estimators, losses  # noqa: F401  (registration happens at import)
