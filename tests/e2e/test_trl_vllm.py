@@ -82,9 +82,11 @@ def test_vllm_generates_from_the_updated_weights(trl_run):
     # same weights, two engines: the initial model agrees with itself
     assert _max_diff(result["vllm_initial"], result["hf_initial"]) < TOLERANCE
     assert _max_diff(hf_before[1], result["hf_initial"]) == 0.0
-    # training moved the policy far more than the tolerance: a vLLM left on old weights cannot pass below
-    assert _max_diff(hf_before[STEPS], result["hf_initial"]) > MIN_CHANGE, hf_before
+    # training moved the policy far more than the tolerance at some step after the first: a vLLM left on
+    # the initial weights fails the per-step check below at that step
+    moved = {k: _max_diff(hf_before[k], result["hf_initial"]) for k in range(2, STEPS + 1)}
+    assert max(moved.values()) > MIN_CHANGE, moved
     for step in range(1, STEPS + 1):
         diff = _max_diff(vllm_at[step], hf_before[step])
         assert diff < TOLERANCE, f"step {step}: vLLM log-probs differ from the policy it must generate from by {diff:.3f}"
-    assert _max_diff(vllm_at[STEPS], result["vllm_initial"]) > MIN_CHANGE
+    assert max(_max_diff(vllm_at[k], result["vllm_initial"]) for k in range(2, STEPS + 1)) > MIN_CHANGE
