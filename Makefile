@@ -1,4 +1,4 @@
-# Two newcomer commands, each creating the virtual environment it needs:
+# The newcomer commands, each creating the virtual environment it needs:
 #   make demo   - the main job on this CPU machine (embedded default task and model, no download)
 #   make test   - the test suite (what .ci/run runs)
 #   make e2e    - end-to-end runs of the stock verl main_ppo and TRL + vLLM (what .ci/run runs next)
