@@ -89,6 +89,7 @@ class SamplerSettings:
     options: MinimalRLOptions
     sample_filter: str  # the filter in effect (the option, or the algorithm's default)
     padding_multiple: int | None  # verl's required row multiple, when known
+    mini_batch_rows: int | None  # rows of one PPO mini-batch (ppo_mini_batch_size x rollout.n), when known
     raw: dict
 
     @classmethod
@@ -108,12 +109,13 @@ class SamplerSettings:
         options = options_from_block(raw.get("minimal_rl"))
         algorithm, sample_filter = sample_filter_in_effect(estimator, options)
         mini_batch, n = raw.get("ppo_mini_batch_size"), raw.get("rollout_n")
-        multiple = None
+        multiple = mini_batch_rows = None
         if mini_batch and n:
             # verl pads to lcm(dp size, actor mini-batch rows); the world size is a multiple of the dp size.
+            mini_batch_rows = int(mini_batch) * int(n)
             world_size = int(raw.get("nnodes") or 1) * int(raw.get("n_gpus_per_node") or 1)
-            multiple = math.lcm(int(mini_batch) * int(n), world_size)
-        return cls(estimator, algorithm, options, sample_filter, multiple, raw)
+            multiple = math.lcm(mini_batch_rows, world_size)
+        return cls(estimator, algorithm, options, sample_filter, multiple, mini_batch_rows, raw)
 
     def weights(self, scores: list[float], uids: list[str]) -> WeightResult:
         opts = self.options
@@ -320,8 +322,8 @@ class BatchSelection:
         })
         total_tokens = sum(s.response_tokens for s in sessions)
         metrics[p + "tokens_kept_frac"] = metrics[p + "tokens_kept"] / total_tokens if total_tokens > 0 else 0.0
-        if settings.padding_multiple:
-            metrics[p + "mini_batches"] = float(math.ceil(len(batch) / settings.padding_multiple))
+        if settings.mini_batch_rows:
+            metrics[p + "mini_batches"] = float(math.ceil(len(batch) / settings.mini_batch_rows))
         return batch, metrics
 
 

@@ -71,3 +71,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("minimal-rl e2e runs")
     for line in harness.summary_lines():
         terminalreporter.write_line(line)
+    for text in harness.REPORTS:
+        terminalreporter.write_line("")
+        for line in text.splitlines():
+            terminalreporter.write_line(line)

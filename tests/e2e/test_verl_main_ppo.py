@@ -15,7 +15,14 @@ import importlib.metadata
 import pytest
 import yaml
 
-from minimal_rl_e2e.harness import HYDRA_CALLBACK_WARNING, ZERO_MODE_FALLBACK, Result, run_main_ppo
+from minimal_rl_e2e.harness import (
+    HYDRA_CALLBACK_WARNING,
+    MAX_PROMPT_TOKENS,
+    MAX_RESPONSE_TOKENS,
+    ZERO_MODE_FALLBACK,
+    Result,
+    run_main_ppo,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -27,12 +34,13 @@ EXPECTED = {
     "raft": ("raft", {1.0}),
     "raft_pp": ("vanilla", {1.0}),
 }
-# metrics our estimators / sampler log every training step (verl_ext/sampler.py FilterOutcome.metrics)
+# metrics our estimators / sampler log every training step (verl_ext/sampler.py BatchSelection.apply)
 PER_STEP_METRICS = (
     "minimal_rl/samples_dropped",
     "minimal_rl/padding_samples",
     "minimal_rl/samples_kept",
     "minimal_rl/accuracy_before_filter",
+    "minimal_rl/score_before_filter/mean",
     "minimal_rl/groups_mixed",
 )
 COMPAT_WARNING = "has no `trl.experimental.ppo.AutoModelForCausalLMWithValueHead`"
@@ -100,6 +108,32 @@ def test_rejected_samples_are_dropped(train_run):
     # what reaches the update: kept samples only (the rest of the batch is verl's loss-masked padding)
     for step, kept in train_run.metric("minimal_rl/samples_in_update").items():
         assert kept == train_run.metric("minimal_rl/samples_kept")[step]
+
+
+def test_pre_filter_score_tells_the_truth_after_a_drop(train_run):
+    """verl's critic/score/mean sees only the kept samples (RAFT: +1 every step); minimal_rl/score_before_filter/mean
+    is the mean over everything generated, and differs from it whenever samples were dropped."""
+    dropped = train_run.metric("minimal_rl/samples_dropped")
+    before = train_run.metric("minimal_rl/score_before_filter/mean")
+    after = train_run.metric("critic/score/mean")
+    accuracy = train_run.metric("minimal_rl/accuracy_before_filter")
+    for step, n in dropped.items():
+        assert before[step] == pytest.approx(2 * accuracy[step] - 1, abs=1e-6)  # scores are +-1
+        if n > 0:
+            assert before[step] != pytest.approx(after[step], abs=1e-6), (step, before[step], after[step])
+
+
+def test_dropped_rows_are_replaced_by_cheap_padding(train_run):
+    """The sampler pads the shrunken batch to verl's row multiple itself, with 2-token rows; verl's own
+    128-token padding rows would cost more than the dropped rows on these ~20-token samples."""
+    for step, data in train_run.steps.items():
+        rows = data["minimal_rl/samples_in_update"] + data["minimal_rl/padding_samples"]
+        assert rows % 32 == 0, (step, rows)  # one mini-batch of 8 prompts x 4
+        if data["minimal_rl/samples_dropped"] > 0:
+            assert data["minimal_rl/padding_samples"] == data["minimal_rl/samples_dropped"]
+            # verl's token count of the batch it trains on (dp = 1): every row within the prompt + response
+            # limits, which a 128-token verl padding row is not
+            assert data["global_seqlen/mean"] <= rows * (MAX_PROMPT_TOKENS + MAX_RESPONSE_TOKENS), (step, data["global_seqlen/mean"])
 
 
 def test_policy_loss_of_the_preset(train_run, preset):

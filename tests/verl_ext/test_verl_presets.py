@@ -155,7 +155,10 @@ def test_filter_only_preset_keeps_the_users_estimator_and_loss():
     cfg = compose_preset("sample_filter", "algorithm.adv_estimator=grpo", "algorithm.minimal_rl.sample_filter=drop_all_wrong")
     stock = compose_preset_free("algorithm.adv_estimator=grpo")
     assert cfg.algorithm.adv_estimator == "grpo" and cfg.algorithm.minimal_rl.sample_filter == "drop_all_wrong"
-    assert cfg.actor_rollout_ref == stock.actor_rollout_ref and cfg.reward == stock.reward
+    assert cfg.reward == stock.reward and cfg.actor_rollout_ref.actor.policy_loss == stock.actor_rollout_ref.actor.policy_loss
+    # the only actor settings it touches are the two that make a dropped row free (remove-padding, dynamic bsz)
+    changed = {k for k in stock.actor_rollout_ref.actor if cfg.actor_rollout_ref.actor[k] != stock.actor_rollout_ref.actor[k]}
+    assert changed == {"use_dynamic_bsz"} and cfg.actor_rollout_ref.model.use_remove_padding is True
     assert cfg.trainer.v1.sampler.custom_sampler.name == "MinimalRLSampler"
     validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     RegistrationCheck().on_run_start(cfg)

@@ -48,6 +48,8 @@ HYDRA_CALLBACK_WARNING = re.compile(r"Callback RegistrationCheck\.\w+ raised")
 # Every run of this session, for the terminal summary (conftest.py) and the notes: (kind, name, exit
 # status, wall seconds, steps logged, folder).
 RUNS: list[tuple[str, str, int, float, list[int], Path]] = []
+# Measured tables (e.g. drop vs zero) the tests add; printed in the terminal summary.
+REPORTS: list[str] = []
 
 
 def record_run(kind: str, name: str, returncode: int, wall_s: float, steps: Iterable[int], folder: Path) -> None:
@@ -152,9 +154,8 @@ CPU_OVERRIDES: tuple[str, ...] = (
     # FSDP1 needs an accelerator ("Cannot access accelerator device"); FSDP2 runs on CPU with gloo
     "actor_rollout_ref.actor.strategy=fsdp2",
     "actor_rollout_ref.ref.strategy=fsdp2",
-    # no flash-attn on CPU
+    # no flash-attn on CPU: torch's sdpa (remove-padding, the presets' setting, works with it)
     "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
-    "actor_rollout_ref.model.use_remove_padding=false",
     # vLLM on CPU: no sleep mode / CUDA graphs, little memory, short sequences, one replica
     "actor_rollout_ref.rollout.name=vllm",
     "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
