@@ -27,6 +27,11 @@ accelerator:
    (``vllm`` already imported when verl is, e.g. vLLM's worker loading verl's worker extension before
    the model) `install` switches that packing off.
 
+7. verl builds its forward-only reference model with FSDP2's ``CPUOffloadPolicy(pin_memory=True)``
+   (``verl/workers/engine/fsdp/transformer_impl.py``, not configurable for ``forward_only``), and pinning host
+   memory needs an accelerator ("Cannot access accelerator device"). With no accelerator, pinned memory has no
+   meaning: `_pin_memory_without_accelerator` makes ``Tensor.pin_memory`` return the tensor itself.
+
 Not covered here (set by `harness.cpu_env` / `harness.CPU_OVERRIDES`, each with its reason): the FSDP
 engine is registered for cuda/npu only (``VERL_ENGINE_DEVICE=cuda``), FSDP1 needs an accelerator
 (``strategy=fsdp2``), no flash-attn (``attn_implementation=sdpa``), vLLM CPU settings.
@@ -207,9 +212,16 @@ def _dedupe_backend(*args: Any, **kwargs: Any):
     return _original_init_process_group(*args, **kwargs)
 
 
+def _pin_memory_without_accelerator(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """``Tensor.pin_memory`` on a machine with no accelerator: the tensor itself (workaround 7)."""
+    return self
+
+
 def install() -> None:
     if os.environ.get("VERL_PLATFORM", "").strip().lower() != PLATFORM_NAME:
         return
+    if not torch.accelerator.is_available() and torch.Tensor.pin_memory is not _pin_memory_without_accelerator:
+        torch.Tensor.pin_memory = _pin_memory_without_accelerator
     if getattr(dist.init_process_group, "__wrapped_by_minimal_rl_e2e__", False):
         return
     _dedupe_backend.__wrapped_by_minimal_rl_e2e__ = True  # type: ignore[attr-defined]

@@ -30,9 +30,9 @@ from typing import Iterable, Sequence
 SUPPORT_DIR = Path(__file__).resolve().parents[1]  # tests/e2e/support: on PYTHONPATH of every verl process
 PLATFORM_MODULE = "minimal_rl_e2e.cpu_platform"
 
-# Demo problems per split: enough prompts for every run of a session (data.shuffle=false, one epoch
-# covers 4 steps of 8 prompts; later steps start a new epoch, which is fine).
-TRAIN_PROMPTS = 32
+# Demo problems per split: enough prompts for every run of a session (data.shuffle=false, one epoch covers 8
+# steps of 8 prompts, or one of the drop-vs-zero runs' 64; later steps start a new epoch, which is fine).
+TRAIN_PROMPTS = 64
 VAL_PROMPTS = 8
 PROMPTS_PER_STEP = 8
 SAMPLES_PER_PROMPT = 4  # the presets' rollout.n
