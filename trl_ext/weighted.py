@@ -54,8 +54,9 @@ class WeightedGRPOConfig(GRPOConfig):
             `True`: they are removed and the kept samples are re-split evenly over the ranks (padded with
             masked filler rows), saving their forward and backward passes. Both give the same gradient.
 
-    Defaults that differ from [`~trl.GRPOConfig`]: `num_generations=4` (the paper's n) and
-    `scale_rewards="none"` (the weights come from the algorithm; any other value is rejected).
+    Defaults that differ from [`~trl.GRPOConfig`]: `num_generations=4` (the paper's n),
+    `scale_rewards="none"` (the weights come from the algorithm; any other value is rejected) and
+    `use_bias_correction_kl=False` (the paper's plain k3 KL, verl's `low_var_kl`).
     `loss_type` must stay `"dapo"` (token mean over the whole generation batch) whenever the algorithm
     leaves samples out, because it is the aggregation under which a masked sample counts as dropped.
     """
@@ -69,6 +70,14 @@ class WeightedGRPOConfig(GRPOConfig):
         metadata={
             "help": "Must be 'none': the per-sample weights come from the algorithm (minimal_rl), not from TRL's "
             "reward scaling. For the std-normalised ablation use ReinforceRejConfig(algorithm='reinforce_rej_std')."
+        },
+    )
+    use_bias_correction_kl: bool = field(
+        default=False,
+        metadata={
+            "help": "False (here; TRL's default is True): the KL term is plain k3, as verl's low_var_kl in the "
+            "paper's runs. True multiplies it by the differentiable ratio pi/pi_old, which adds k3 * grad log pi to "
+            "the KL gradient even on-policy (a different objective, same value)."
         },
     )
     positive_threshold: float = field(
