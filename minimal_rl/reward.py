@@ -75,9 +75,10 @@ DEFAULT_TIMEOUT_S = 5.0
 GRACE_S = 0.5
 NO_TIMEOUT_HARD_LIMIT_S = 600.0
 HELPER_START_TIMEOUT_S = 120.0
-# While every helper is busy and the oldest has been on one item this long, one more is started (up to
-# max_pool_size), so that a few slow items do not hold up the queue behind them.
-OVERFLOW_AFTER_S = 1.0
+# While callers wait and every helper has been on one item this long, one more is started (up to
+# max_pool_size; it stays), so that a few slow items do not hold up the queue behind them. Math-Verify
+# takes milliseconds on ordinary answers, so this only fires on slow ones (or a badly overloaded machine).
+OVERFLOW_AFTER_S = 2.0
 # The integer fast path stays below Math-Verify's own timeouts by a wide margin (its regex stage takes
 # milliseconds on responses of this size).
 FAST_PATH_MAX_CHARS = 32768
@@ -267,8 +268,9 @@ _STATS_KEYS = (
     "fallback_in_process",  # verified in this process because no helper could start
     "unbounded",  # verified without any time limit (no helper and no way to interrupt a thread)
 )
-_STATS = dict.fromkeys(_STATS_KEYS, 0)
-_STATS["peak_busy_helpers"] = 0
+_STATS: dict[str, Any] = dict.fromkeys(_STATS_KEYS, 0)
+_STATS["peak_busy_helpers"] = 0  # most helpers verifying at the same time
+_STATS["max_verify_s"] = 0.0  # longest verification, from its start (in a helper: dispatch) to its verdict
 _STATS_LOCK = threading.Lock()
 _WARNED: set[str] = set()
 
@@ -278,13 +280,20 @@ def _count(key: str, n: int = 1) -> None:
         _STATS[key] += n
 
 
-def reward_stats(reset: bool = False) -> dict[str, int]:
-    """The reward's counters in this process (see ``_STATS_KEYS``), plus the current pool's state."""
+def _note_duration(seconds: float) -> None:
+    with _STATS_LOCK:
+        if seconds > _STATS["max_verify_s"]:
+            _STATS["max_verify_s"] = seconds
+
+
+def reward_stats(reset: bool = False) -> dict[str, Any]:
+    """The reward's counters in this process (see ``_STATS_KEYS``), the most helpers busy at once, the
+    longest verification (``max_verify_s``) and how many helpers are alive now."""
     with _STATS_LOCK:
         snapshot = dict(_STATS)
         if reset:
             for key in _STATS:
-                _STATS[key] = 0
+                _STATS[key] = 0.0 if key == "max_verify_s" else 0
     pool = _POOL
     snapshot["helpers_alive"] = pool.alive() if pool is not None else 0
     return snapshot
@@ -352,7 +361,9 @@ class _MathVerify:
             logging.getLogger(name).addFilter(_drop_disabled_timeout_notice)
         # The first LaTeX parse of a process builds the grammar's tables (about a second): do it now,
         # outside any item's time budget.
-        verify(parse("\\boxed{\\frac{1}{2}}", self.gold_targets), parse("$x = 0.5$", self.pred_targets))
+        # (No timers: this may run off the main thread, where Math-Verify's signal timeouts raise.)
+        verify(parse("\\boxed{\\frac{1}{2}}", self.gold_targets, parsing_timeout=None),
+               parse("$x = 0.5$", self.pred_targets, parsing_timeout=None), timeout_seconds=None)
 
 
 def _drop_disabled_timeout_notice(record: logging.LogRecord) -> bool:
@@ -504,13 +515,23 @@ def _main_thread_can_time() -> bool:
 
 def _verify_on_main_thread(solution: str, golds: list[str], timeout_s: float | None) -> tuple[bool, str]:
     """Math-Verify here, the whole item bounded by one SIGALRM timer (Math-Verify's own timers off)."""
-    global _ALARM_ARMED
     if timeout_s is None:
         return math_verify_verdict(solution, golds, native_timeouts=True, cache=_LOCAL_GOLD_CACHE)
     _math_verify()  # import outside the timed part
     old_handler = signal.signal(signal.SIGALRM, _on_alarm)
     old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, 0)
     started = time.monotonic()
+    try:
+        return _alarm_bounded(solution, golds, timeout_s)
+    finally:
+        _note_duration(time.monotonic() - started)
+        signal.signal(signal.SIGALRM, old_handler if old_handler is not None else signal.SIG_DFL)
+        if old_delay > 0:  # someone else's timer: give it back what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - started), 1e-3), old_interval)
+
+
+def _alarm_bounded(solution: str, golds: list[str], timeout_s: float) -> tuple[bool, str]:
+    global _ALARM_ARMED
     try:
         try:
             _ALARM_ARMED = True
@@ -521,10 +542,6 @@ def _verify_on_main_thread(solution: str, golds: list[str], timeout_s: float | N
             signal.setitimer(signal.ITIMER_REAL, 0)
     except _Deadline:
         return False, "timeout"
-    finally:
-        signal.signal(signal.SIGALRM, old_handler if old_handler is not None else signal.SIG_DFL)
-        if old_delay > 0:  # someone else's timer: give it back what is left of it
-            signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - started), 1e-3), old_interval)
 
 
 def _async_raise_available() -> bool:
@@ -1035,8 +1052,8 @@ class HelperPool:
             if self._assign(waiter, helper):
                 self._mark_busy(helper)
                 return
-        if self._live() >= self.size:
-            helper.close(kill=False)  # an overflow helper (or the pool shrank): no longer needed
+        if self._live() >= self.max_size:
+            helper.close(kill=False)  # the pool shrank (configure)
             return
         helper.busy_since = None
         self._idle.append(helper)
@@ -1184,10 +1201,12 @@ class HelperPool:
                 continue
             attempts += 1
             rid, data, limit = self._request(solution, golds, timeout_s)
-            deadline = time.monotonic() + limit
+            started = time.monotonic()
+            deadline = started + limit
             try:
                 helper.send(data, deadline)
                 frame = helper.recv(deadline)
+                _note_duration(time.monotonic() - started)
             except (OSError, TimeoutError):
                 frame = _EOF
             except BaseException:
@@ -1209,10 +1228,12 @@ class HelperPool:
                 continue
             attempts += 1
             rid, data, limit = self._request(solution, golds, timeout_s)
-            deadline = time.monotonic() + limit
+            started = time.monotonic()
+            deadline = started + limit
             try:
                 await helper.send_async(loop, data, deadline)
                 frame = await helper.recv_async(loop, deadline)
+                _note_duration(time.monotonic() - started)
             except (OSError, TimeoutError):
                 frame = _EOF
             except BaseException:  # cancelled: the helper may still answer, so it cannot be reused
@@ -1231,7 +1252,7 @@ _CONFIG: dict[str, Any] = {"pool_size": None, "max_pool_size": None, "fast_path"
 
 def configure(pool_size: int | None = None, max_pool_size: int | None = None, fast_path: bool = True) -> None:
     """Set the helper pool's size (default: `default_pool_size`) and its overflow limit (default 2x), which
-    apply to the running pool too (extra helpers retire as they finish); ``fast_path=False`` sends every
+    apply to the running pool too (helpers above the limit retire as they finish); ``fast_path=False`` sends every
     answer to Math-Verify (same verdicts, slower: for measuring what `fast_verdict` saves)."""
     with _POOL_LOCK:
         _CONFIG["pool_size"], _CONFIG["max_pool_size"], _CONFIG["fast_path"] = pool_size, max_pool_size, bool(fast_path)

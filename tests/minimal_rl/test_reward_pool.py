@@ -40,17 +40,29 @@ def timed(fn, *args, **kwargs):
     return result, time.monotonic() - start
 
 
-@pytest.fixture
-def pool(monkeypatch):
-    """Fresh helpers that honour the test hooks, two of them (one spare for overflow)."""
-    monkeypatch.setenv("MINIMAL_RL_REWARD_TEST_HOOKS", "1")
+@pytest.fixture(scope="module")
+def hook_pool():
+    """Helpers that honour the test hooks, two of them (one more for overflow), for this module."""
+    saved = os.environ.get("MINIMAL_RL_REWARD_TEST_HOOKS")
+    os.environ["MINIMAL_RL_REWARD_TEST_HOOKS"] = "1"
     reward.shutdown()
     reward.configure(pool_size=2, max_pool_size=3)
-    reward.warm_up()
-    reward.reward_stats(reset=True)
-    yield reward.get_pool()
+    yield
     reward.shutdown()
     reward.configure()
+    if saved is None:
+        os.environ.pop("MINIMAL_RL_REWARD_TEST_HOOKS", None)
+    else:
+        os.environ["MINIMAL_RL_REWARD_TEST_HOOKS"] = saved
+
+
+@pytest.fixture
+def pool(hook_pool):
+    """The module's pool with both helpers alive (earlier tests kill some), counters reset."""
+    pool = reward.get_pool()
+    pool.warm_up()
+    reward.reward_stats(reset=True)
+    return pool
 
 
 def in_thread(fn, *args, **kwargs):
