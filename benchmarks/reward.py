@@ -9,13 +9,16 @@ forms, two boxes, no box, and a few pathological ones) scored, in one run and si
 * ours, async                ``compute_score_async`` for every response at once under asyncio.gather (verl's
                              reward loop awaits it directly)
 * Math-Verify direct         the released code's call (``math_metric``, gold boxed) on one thread
-* verl built-in              ``verl.utils.reward_score.math_verify.compute_score`` from N threads (on the first
-                             ``--verl-n`` responses: it is slow)
+* verl built-in              ``verl.utils.reward_score.math_verify.compute_score`` from N threads (its own pool
+                             of 4 spawned processes; ``--verl-n`` limits it to the first responses)
+
+The machine's own parallelism is measured in the same run (the same pure-Python loop in 1 and in
+``cores`` processes at once), because a shared machine rarely gives a process all of its cores.
 
 Each scorer runs ``--repeats`` times, interleaved; the table keeps each one's fastest repeat. Our helpers
 are restarted (cold gold caches) before every timed repeat of ours; verl's pool is warmed up first.
 
-    python benchmarks/reward.py [--n 4096] [--threads 8] [--repeats 3] [--timeout 5] [--verl-n 512]
+    python benchmarks/reward.py [--n 4096] [--threads 8] [--repeats 3] [--timeout 5] [--verl-n N]
 """
 
 from __future__ import annotations
@@ -179,13 +182,29 @@ def run_verl_builtin(pairs, threads):
         return list(executor.map(lambda p: float(score(p[0], p[1])), pairs)), timer.calls
 
 
+_SPIN = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(4_000_000):\n    x += i * i\n"
+
+
+def machine_parallelism(processes: int) -> float:
+    """Throughput of `processes` CPU-bound Python processes at once, relative to one alone."""
+    import subprocess
+
+    def wall(n: int) -> float:
+        start = time.perf_counter()
+        for proc in [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(n)]:
+            proc.wait()
+        return time.perf_counter() - start
+
+    return processes * wall(1) / wall(processes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=4096, help="responses (default 4096: 1024 prompts x 4)")
     parser.add_argument("--threads", type=int, default=8, help="threads for the executor pattern (default 8)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=5.0, help="our timeout_s (default 5)")
-    parser.add_argument("--verl-n", type=int, default=512, help="responses for verl's built-in (0: skip)")
+    parser.add_argument("--verl-n", type=int, default=None, help="responses for verl's built-in (default all; 0: skip)")
     parser.add_argument("--pathological", type=int, default=4)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--skip", default="", help="comma-separated scorer keys to leave out")
@@ -196,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     from minimal_rl import reward
 
     pairs = make_responses(args.data, args.n, args.pathological)
-    verl_pairs = pairs[: args.verl_n]
+    verl_pairs = pairs if args.verl_n is None else pairs[: args.verl_n]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -231,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         run_verl_builtin(verl_pairs[: 4 * args.threads], args.threads)
 
     best: dict[str, tuple[float, list, list, float]] = {}
+    parallelism = []
     for rep in range(args.repeats):
+        parallelism.append(machine_parallelism(cores))
         for key, (_, _, run, prepare) in scorers.items():
             prepare()
             reward.reward_stats(reset=True)
@@ -271,10 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         longest_text = f"{longest:.2f}" + (" (verification)" if key == "ours_async" else "")
         ratios = f"{rate / base:.2f}× | {rate / one_thread:.2f}×" if base and one_thread else " | "
         lines.append(f"| {label} | {where} | {n} | {elapsed:.2f} | {rate:.0f} | {ratios} | {longest_text} | {over} | {agree} |")
+    lines += ["", f"machine: {cores} CPU processes at once gave {max(parallelism):.2f}× one process's throughput "
+              f"(best of {len(parallelism)}: {', '.join(f'{p:.2f}' for p in parallelism)}; load average "
+              f"{os.getloadavg()[0]:.1f} at the end)"]
     if "ours_threads" in best and one_thread:
         threads_rate = len(pairs) / best["ours_threads"][0]
-        lines += ["", f"{args.threads} threads / main thread = {threads_rate / one_thread:.2f}× (target ≥ 0.8 × {cores} cores "
-                  f"= {0.8 * cores:.1f}×)"]
+        lines.append(f"{args.threads} threads / main thread = {threads_rate / one_thread:.2f}× (target ≥ 0.8 × {cores} cores "
+                     f"= {0.8 * cores:.1f}×)")
     if "ours_main_nofast" in best and one_thread:
         lines.append(f"fast path: main thread {best['ours_main_nofast'][0]:.2f} s without it, {best['ours_main'][0]:.2f} s "
                      f"with it ({100 * (1 - best['ours_main'][0] / best['ours_main_nofast'][0]):.0f}% saved)")
