@@ -148,23 +148,36 @@ def test_async_variant_awaits_helpers_without_a_thread_per_call(pool):
     assert threading.active_count() <= threads_before + 1  # at most an overflow helper's starter
 
 
+def test_threads_verify_in_parallel(pool):
+    """No lock across a verification: 4 answers that each take 1 s of wall time (no CPU, so a loaded
+    machine cannot blur it) finish in about 2 s on 2 helpers from 4 threads, not 4 s."""
+    with ThreadPoolExecutor(4) as executor:
+        results, elapsed = timed(lambda: list(executor.map(
+            lambda _: compute_score("x", hook("sleep=1"), "x+1", timeout_s=5)["score"], range(4))))
+    assert results == [1.0] * 4  # after the hook, the answer itself is verified (and right)
+    assert elapsed < 3.2
+    assert reward.reward_stats()["peak_busy_helpers"] >= 2
+
+
 def test_thread_pool_throughput(pool, shared_data):
-    """verl's executor pattern: 8 threads use every helper at once and are not slower than one thread
-    (with the old single helper and global lock, 8 threads were slower than 1)."""
+    """verl's executor pattern on real answers: 8 threads keep every helper busy. The speed-up itself
+    depends on how much of the (shared) machine this process gets; it is printed, and only a serialised
+    pool (much slower than one thread, as the old single helper under a global lock was) fails."""
     rows = [json.loads(line) for line in (shared_data / "math500.jsonl").read_text().splitlines()][:150]
     texts = [f"So the answer is $\\boxed{{{r['answer']}}}$, as computed." for r in rows]  # not the fast path
     golds = [r["answer"] for r in rows]
     score = lambda pair: compute_score("math500", *pair)["score"]  # noqa: E731
-    list(ThreadPoolExecutor(8).map(score, zip(texts, golds)))  # parsed golds cached, as in training
+    assert set(ThreadPoolExecutor(8).map(score, zip(texts, golds))) == {1.0}  # golds parsed, as in training
     one = eight = float("inf")
     for _ in range(2):
         with ThreadPoolExecutor(1) as ex:
             one = min(one, timed(lambda: list(ex.map(score, zip(texts, golds))))[1])
         with ThreadPoolExecutor(8) as ex:
             eight = min(eight, timed(lambda: list(ex.map(score, zip(texts, golds))))[1])
-    print(f"\n150 MATH500 answers: 1 thread {one:.2f} s, 8 threads {eight:.2f} s ({os.cpu_count()} CPUs)")
+    print(f"\n150 MATH500 answers: 1 thread {one:.2f} s, 8 threads {eight:.2f} s ({os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f})")
     assert reward.reward_stats()["peak_busy_helpers"] >= 2
-    assert eight < 1.1 * one
+    assert eight < 1.5 * one
 
 
 # ----------------------------------------------------------------------------------------------
