@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "verl": (f"verl built-in, {args.threads} threads", "its 4 spawned workers",
                  lambda: run_verl_builtin(verl_pairs, args.threads), lambda: None),
     }
-    if not args.verl_n:
+    if args.verl_n == 0:
         skip.add("verl")
     scorers = {k: v for k, v in scorers.items() if k not in skip}
     # not timed: first imports and the LaTeX grammar's tables in this process, verl's 4 spawn workers

@@ -79,6 +79,8 @@ HELPER_START_TIMEOUT_S = 120.0
 # max_pool_size; it stays), so that a few slow items do not hold up the queue behind them. Math-Verify
 # takes milliseconds on ordinary answers, so this only fires on slow ones (or a badly overloaded machine).
 OVERFLOW_AFTER_S = 2.0
+# How many waiting callers a free helper looks through for one whose gold it has parsed already.
+AFFINITY_WINDOW = 8
 # The integer fast path stays below Math-Verify's own timeouts by a wide margin (its regex stage takes
 # milliseconds on responses of this size).
 FAST_PATH_MAX_CHARS = 32768
@@ -729,6 +731,7 @@ class _Helper:
         self.proc, self.wfd, self.rfd, self.pid = proc, wfd, rfd, proc.pid
         self.busy_since: float | None = None
         self.overflow = False
+        self.golds: OrderedDict[str, None] = OrderedDict()  # what it has parsed (its cache, approximately)
         self._buf = bytearray()
         os.set_blocking(wfd, False)
         os.set_blocking(rfd, False)
@@ -899,10 +902,11 @@ class _Waiter:
     """A caller waiting for a helper: a thread (event) or a coroutine (future on its loop). ``done`` and
     ``helper`` change under the pool's lock only."""
 
-    __slots__ = ("loop", "event", "future", "done", "helper")
+    __slots__ = ("loop", "event", "future", "done", "helper", "gold")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, gold: str | None = None) -> None:
         self.loop = loop
+        self.gold = gold
         self.event = threading.Event() if loop is None else None
         self.future = loop.create_future() if loop is not None else None
         self.done = False
@@ -912,15 +916,15 @@ class _Waiter:
         """Under the pool lock: hand over a helper (None: the pool is unavailable)."""
         if self.done:
             return False
+        self.done, self.helper = True, helper  # before the wake-up: the woken caller reads .helper at once
         if self.loop is not None:
             try:
                 self.loop.call_soon_threadsafe(_resolve, self.future)
-            except RuntimeError:  # its loop is closed
-                self.done = True
+            except RuntimeError:  # its loop is closed: nobody is waiting any more
+                self.helper = None
                 return False
         else:
             self.event.set()
-        self.done, self.helper = True, helper
         return True
 
 
@@ -976,7 +980,7 @@ class HelperPool:
         if self._waiting > self._starting and live < self.size:
             self._spawn()
         elif (self._waiting and not self._idle and not self._starting and live < self.max_size and self._busy
-              and time.monotonic() - min(h.busy_since or time.monotonic() for h in self._busy) > OVERFLOW_AFTER_S):
+              and time.monotonic() - max(h.busy_since or time.monotonic() for h in self._busy) > OVERFLOW_AFTER_S):
             self._spawn(overflow=True)
 
     def _watch(self) -> None:
@@ -1000,10 +1004,10 @@ class HelperPool:
         self._monitor_wake.notify()
 
     def _assign(self, waiter: _Waiter, helper: _Helper | None) -> bool:
-        if waiter.assign(helper):
-            self._waiting -= 1
-            return True
-        return False
+        if waiter.done:  # gave up already (and was counted out then)
+            return False
+        self._waiting -= 1  # done after this, served or not (a closed event loop)
+        return waiter.assign(helper)
 
     def _give_up(self, waiter: _Waiter) -> _Helper | None:
         """A waiter leaves (cancelled): None, or the helper it was handed meanwhile."""
@@ -1047,6 +1051,16 @@ class HelperPool:
             self._hand_over(helper)
 
     def _hand_over(self, helper: _Helper) -> None:
+        # Prefer a caller among the next few whose gold this helper has parsed already (the responses of one
+        # prompt arrive together), else the one waiting longest.
+        for i in range(min(len(self._waiters), AFFINITY_WINDOW)):
+            waiter = self._waiters[i]
+            if not waiter.done and waiter.gold in helper.golds:
+                del self._waiters[i]
+                if self._assign(waiter, helper):
+                    self._mark_busy(helper)
+                    return
+                break
         while self._waiters:
             waiter = self._waiters.popleft()
             if self._assign(waiter, helper):
@@ -1080,15 +1094,16 @@ class HelperPool:
             if self._unavailable is not None or self._closed:
                 return None
             if self._idle:
-                helper = self._idle.pop()
+                index = next((i for i, h in enumerate(self._idle) if waiter.gold in h.golds), -1)
+                helper = self._idle.pop(index)
                 self._mark_busy(helper)
                 return helper
             self._add_waiter(waiter)
             return waiter
 
-    def acquire(self) -> _Helper | None:
-        """An exclusive helper, or None when helpers cannot start here."""
-        waiter = _Waiter()
+    def acquire(self, gold: str | None = None) -> _Helper | None:
+        """An exclusive helper (preferably one that has parsed ``gold``), or None when helpers cannot start."""
+        waiter = _Waiter(gold=gold)
         got = self._take_or_wait(waiter)
         if got is not waiter:
             return got
@@ -1101,8 +1116,8 @@ class HelperPool:
             raise
         return waiter.helper
 
-    async def acquire_async(self) -> _Helper | None:
-        waiter = _Waiter(asyncio.get_running_loop())
+    async def acquire_async(self, gold: str | None = None) -> _Helper | None:
+        waiter = _Waiter(asyncio.get_running_loop(), gold)
         got = self._take_or_wait(waiter)
         if got is not waiter:
             return got
@@ -1158,7 +1173,12 @@ class HelperPool:
         return self.alive()
 
     # ---- one verification
-    def _request(self, solution: str, golds: list[str], timeout_s: float | None) -> tuple[int, bytes, float]:
+    def _request(self, helper: _Helper, solution: str, golds: list[str], timeout_s: float | None) -> tuple[int, bytes, float]:
+        for gold in golds:
+            helper.golds[gold] = None
+            helper.golds.move_to_end(gold)
+        while len(helper.golds) > 4096:
+            helper.golds.popitem(last=False)
         rid = next(self._ids)
         limit = (NO_TIMEOUT_HARD_LIMIT_S if timeout_s is None else timeout_s) + GRACE_S
         return rid, pickle.dumps((rid, solution, golds, timeout_s), protocol=pickle.HIGHEST_PROTOCOL), limit
@@ -1194,13 +1214,13 @@ class HelperPool:
         helper dies under it is retried once on another."""
         attempts = 0
         while attempts < 2:
-            helper = self.acquire()
+            helper = self.acquire(golds[0] if golds else None)
             if helper is None:
                 return None
             if self._found_dead(helper):
                 continue
             attempts += 1
-            rid, data, limit = self._request(solution, golds, timeout_s)
+            rid, data, limit = self._request(helper, solution, golds, timeout_s)
             started = time.monotonic()
             deadline = started + limit
             try:
@@ -1221,13 +1241,13 @@ class HelperPool:
         loop = asyncio.get_running_loop()
         attempts = 0
         while attempts < 2:
-            helper = await self.acquire_async()
+            helper = await self.acquire_async(golds[0] if golds else None)
             if helper is None:
                 return None
             if self._found_dead(helper):
                 continue
             attempts += 1
-            rid, data, limit = self._request(solution, golds, timeout_s)
+            rid, data, limit = self._request(helper, solution, golds, timeout_s)
             started = time.monotonic()
             deadline = started + limit
             try:
