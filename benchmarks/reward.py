@@ -8,6 +8,8 @@ forms, two boxes, no box, and a few pathological ones) scored, in one run and si
 * ours, N threads            ``compute_score`` from a thread pool: verl 0.9's ``run_in_executor`` pattern
 * ours, async                ``compute_score_async`` for every response at once under asyncio.gather (verl's
                              reward loop awaits it directly)
+* verl reward loop           verl 0.9's own ``NaiveRewardManager.run_single`` for every response at once, with
+                             ``name=compute_score_async`` (awaited) and ``name=compute_score`` (its executor)
 * Math-Verify direct         the released code's call (``math_metric``, gold boxed) on one thread
 * verl built-in              ``verl.utils.reward_score.math_verify.compute_score`` from N threads (its own pool
                              of 4 spawned processes; ``--verl-n`` limits it to the first responses)
@@ -154,6 +156,63 @@ def run_ours_async(pairs, timeout):
     return asyncio.run(main()), calls
 
 
+class _CharTokenizer:
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return "".join(map(chr, ids.tolist()))
+
+
+def verl_reward_loop(name: str, timeout: float):
+    """(manager, items): verl's naive reward manager as load_reward_manager builds it for our function, and
+    the responses as one-row DataProto items (characters as token ids)."""
+    from pathlib import Path as _Path
+
+    import verl
+    from hydra import compose, initialize_config_dir
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    config_dir = str(_Path(verl.__file__).parent / "trainer" / "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        cfg = compose("ppo_trainer", overrides=[
+            "reward.custom_reward_function.path=pkg://minimal_rl.reward",
+            f"reward.custom_reward_function.name={name}",
+            f"+reward.custom_reward_function.reward_kwargs.timeout_s={timeout}",
+        ])
+    return load_reward_manager(cfg, _CharTokenizer())
+
+
+def make_verl_items(pairs):
+    import numpy as np
+    import torch
+    from verl import DataProto
+
+    items = []
+    for text, gold in pairs:
+        ids = torch.tensor([ord(c) for c in text] or [32], dtype=torch.int32)
+        items.append(DataProto.from_dict(
+            tensors={"prompts": torch.ones(1, 1, dtype=torch.int32), "responses": ids[None],
+                     "attention_mask": torch.ones(1, 1 + len(ids), dtype=torch.int32)},
+            non_tensors={"data_source": np.array(["math"], dtype=object),
+                         "reward_model": np.array([{"ground_truth": gold}], dtype=object),
+                         "extra_info": np.array([{}], dtype=object)},
+        ))
+    return items
+
+
+def run_verl_loop(manager, items):
+    calls: list[float] = []
+
+    async def one(item):
+        start = time.perf_counter()
+        out = await manager.run_single(item)
+        calls.append(time.perf_counter() - start)
+        return max(0.0, out["reward_score"])
+
+    async def main():
+        return await asyncio.gather(*[one(item) for item in items])
+
+    return manager.loop.run_until_complete(main()), calls
+
+
 def run_math_verify_direct(pairs):
     """The released code: math_metric (gold boxed, Latex; prediction Expr + Latex), any exception -> 0."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig
@@ -241,6 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.verl_n == 0:
         skip.add("verl")
+    try:
+        import verl  # noqa: F401
+    except ImportError:
+        skip |= {"verl", "verl_loop_async", "verl_loop_sync"}
+    if not {"verl_loop_async", "verl_loop_sync"} <= skip:
+        items = make_verl_items(pairs)
+        managers = {name: verl_reward_loop(name, args.timeout) for name in ("compute_score_async", "compute_score")}
+        scorers["verl_loop_async"] = ("verl reward loop, compute_score_async", "helpers",
+                                      lambda: run_verl_loop(managers["compute_score_async"], items), lambda: fresh_pool())
+        scorers["verl_loop_sync"] = ("verl reward loop, compute_score", "helpers",
+                                     lambda: run_verl_loop(managers["compute_score"], items), lambda: fresh_pool())
     scorers = {k: v for k, v in scorers.items() if k not in skip}
     # not timed: first imports and the LaTeX grammar's tables in this process, verl's 4 spawn workers
     # (started lazily, each importing verl)
@@ -287,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
             agree = f"{same}/{n}"
         # async: every call is created at once (as verl does), so its wall time includes the queue; the
         # bound that matters is the verification's own (dispatch to verdict)
-        longest = max_verify if key == "ours_async" else max(calls)
-        over = sum(c > args.timeout + 1 for c in calls) if key != "ours_async" else int(max_verify > args.timeout + 1)
-        longest_text = f"{longest:.2f}" + (" (verification)" if key == "ours_async" else "")
+        queued = key in ("ours_async", "verl_loop_async", "verl_loop_sync")
+        longest = max_verify if queued else max(calls)
+        over = int(max_verify > args.timeout + 1) if queued else sum(c > args.timeout + 1 for c in calls)
+        longest_text = f"{longest:.2f}" + (" (verification)" if queued else "")
         ratios = f"{rate / base:.2f}× | {rate / one_thread:.2f}×" if base and one_thread else " | "
         lines.append(f"| {label} | {where} | {n} | {elapsed:.2f} | {rate:.0f} | {ratios} | {longest_text} | {over} | {agree} |")
     lines += ["", f"machine: {cores} CPU processes at once gave {max(parallelism):.2f}× one process's throughput "

@@ -486,7 +486,7 @@ def _test_hook(solution: str):
     if kind == "hang":  # uninterruptible by our timers: only the parent's kill ends it
 
         def hang() -> None:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGPROF})
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGPROF, signal.SIGVTALRM})
             time.sleep(float(arg))
 
         return hang
@@ -627,7 +627,8 @@ def _read_exact_blocking(fd: int, n: int) -> bytes | None:
 
 
 _CURRENT_ITEM = -1  # the helper's item being verified (-1: none)
-_EXPIRED_ITEM = -2  # the item whose budget the clock found over
+_EXPIRED_ITEM = -2  # the item whose wall-clock budget the clock thread found over
+_CPU_TIMED_ITEM = -3  # the item the CPU-time timer is armed for
 
 
 def _on_prof(signum: int, frame: Any) -> None:
@@ -635,9 +636,16 @@ def _on_prof(signum: int, frame: Any) -> None:
         raise _Deadline()
 
 
+def _on_vtalrm(signum: int, frame: Any) -> None:
+    if _CPU_TIMED_ITEM == _CURRENT_ITEM:
+        raise _Deadline()
+
+
 class _WallClock(threading.Thread):
-    """The helper's budget timer: a thread that signals the main thread (SIGPROF) when the item's wall-clock
-    budget is over. Math-Verify's own timeouts use SIGALRM / ITIMER_REAL, which this leaves alone."""
+    """The helper's wall-clock budget: a thread that signals the main thread (SIGPROF) when the item's time
+    is over. Math-Verify's own timeouts use SIGALRM / ITIMER_REAL, which this leaves alone. A C routine
+    that keeps the GIL (sympy on huge integers) can hold this thread back; the CPU-time timer
+    (ITIMER_VIRTUAL, delivered by the kernel) covers exactly that case, and the parent's kill the rest."""
 
     def __init__(self) -> None:
         super().__init__(name="minimal_rl-reward-budget", daemon=True)
@@ -672,8 +680,8 @@ class _WallClock(threading.Thread):
 
 def _helper_main(args: dict) -> None:
     """The helper process: Math-Verify with its own timeouts on its main thread, as math_metric runs it,
-    the whole item bounded by a wall-clock budget (`_WallClock`)."""
-    global _CURRENT_ITEM
+    the whole item bounded by its budget in wall-clock time (`_WallClock`) and in CPU time (ITIMER_VIRTUAL)."""
+    global _CURRENT_ITEM, _CPU_TIMED_ITEM
     rfd, wfd, parent = args["rfd"], args["wfd"], args["ppid"]
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # the parent counts timeouts
     try:
@@ -693,6 +701,7 @@ def _helper_main(args: dict) -> None:
 
     threading.Thread(target=watch_parent, daemon=True).start()
     signal.signal(signal.SIGPROF, _on_prof)
+    signal.signal(signal.SIGVTALRM, _on_vtalrm)
     clock = _WallClock()
     clock.start()
     cache = _GoldCache()
@@ -709,10 +718,14 @@ def _helper_main(args: dict) -> None:
                 _CURRENT_ITEM = rid
                 if budget is not None:
                     clock.arm(rid, budget)
+                    _CPU_TIMED_ITEM = rid
+                    signal.setitimer(signal.ITIMER_VIRTUAL, budget)
                 verdict, status = math_verify_verdict(solution, golds, native_timeouts=True, cache=cache)
             finally:
                 _CURRENT_ITEM = -1
                 clock.disarm()
+                signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+                _CPU_TIMED_ITEM = -3
         except _Deadline:
             verdict, status = False, "timeout"
         except Exception:  # noqa: BLE001
