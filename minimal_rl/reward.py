@@ -980,8 +980,9 @@ class HelperPool:
 
     # ---- bookkeeping (under the lock)
     def alive(self) -> int:
+        """Helpers whose process is running (one that died idle is replaced when next picked)."""
         with self._lock:
-            return len(self._idle) + len(self._busy)
+            return sum(h.proc.poll() is None for h in itertools.chain(self._idle, self._busy))
 
     def _live(self) -> int:
         return len(self._idle) + len(self._busy) + self._starting
