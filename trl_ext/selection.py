@@ -131,8 +131,9 @@ class SampleSelectionConfig(GRPOConfig):
 class WeightedGRPOConfig(SampleSelectionConfig):
     r"""
     [`SampleSelectionConfig`] for the trainers whose advantages are the algorithm's weights ([`RaftConfig`],
-    [`ReinforceRejConfig`]). Defaults that differ from [`~trl.GRPOConfig`]: `num_generations=4` (the paper's n) and
-    `scale_rewards="none"` (the weights come from the algorithm; any other value is rejected).
+    [`ReinforceRejConfig`]). Defaults that differ from [`~trl.GRPOConfig`]: `num_generations=4` (the paper's n),
+    `scale_rewards="none"` (the weights come from the algorithm; any other value is rejected) and
+    `use_bias_correction_kl=False` (the paper's plain k3 KL, verl's `low_var_kl`).
     """
 
     num_generations: int | None = field(
@@ -144,6 +145,15 @@ class WeightedGRPOConfig(SampleSelectionConfig):
         metadata={
             "help": "Must be 'none': the per-sample weights come from the algorithm (minimal_rl), not from TRL's "
             "reward scaling. For the std-normalised ablation use ReinforceRejConfig(algorithm='reinforce_rej_std')."
+        },
+    )
+
+    use_bias_correction_kl: bool = field(
+        default=False,
+        metadata={
+            "help": "False (here; TRL's default is True): the KL term is plain k3, as verl's low_var_kl in the "
+            "paper's runs. True multiplies it by the differentiable ratio pi/pi_old, which adds k3 * grad log pi to "
+            "the KL gradient even on-policy (a different objective, same value)."
         },
     )
 

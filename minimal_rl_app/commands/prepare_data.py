@@ -125,6 +125,7 @@ class PrepareSummary:
     dropped_too_long: int = 0
     dropped_unparseable: int = 0
     dropped_unverifiable: int = 0
+    dropped_unscorable: int = 0  # the answer check itself failed on the row (counted, never aborts)
     rows_written: int = 0
     max_problem_tokens: int = 0
     token_counter: str = ""
@@ -140,20 +141,24 @@ class PrepareSummary:
         return (
             f"{self.dataset} ({self.source}): read {self.rows_read}; dropped {self.dropped_no_problem} without a "
             f"problem, {self.dropped_no_answer} without an answer, {length}, {self.dropped_unparseable} with an "
-            f"unparseable and {self.dropped_unverifiable} with an unverifiable answer (check: {self.answer_check}); "
-            f"wrote {self.rows_written}"
+            f"unparseable and {self.dropped_unverifiable} with an unverifiable answer (check: {self.answer_check}), "
+            f"{self.dropped_unscorable} the check could not score; wrote {self.rows_written}"
         )
 
 
 # Verdicts of the answer check: kept, or dropped for which reason.
-_OK, _UNPARSEABLE, _UNVERIFIABLE = 0, 1, 2
+_OK, _UNPARSEABLE, _UNVERIFIABLE, _UNSCORABLE = 0, 1, 2, 3
 
 
 def _check_answer(answer: str, answer_check: str) -> int:
-    if answer_check == "parse" and not is_parseable(answer):
-        return _UNPARSEABLE
-    if answer_check in ("parse", "self") and not is_verifiable(answer):
-        return _UNVERIFIABLE
+    try:
+        if answer_check == "parse" and not is_parseable(answer):
+            return _UNPARSEABLE
+        if answer_check in ("parse", "self") and not is_verifiable(answer):
+            return _UNVERIFIABLE
+    except Exception as exc:  # one row the check cannot score must not abort the whole dataset
+        logger.warning("answer check failed on %.80r (%s: %s); row dropped", answer, type(exc).__name__, exc)
+        return _UNSCORABLE
     return _OK
 
 
@@ -214,6 +219,7 @@ def filter_records(
         verdicts = check_answers([a for _, a in pairs], answer_check, num_proc=num_proc)
         summary.dropped_unparseable = verdicts.count(_UNPARSEABLE)
         summary.dropped_unverifiable = verdicts.count(_UNVERIFIABLE)
+        summary.dropped_unscorable = verdicts.count(_UNSCORABLE)
         pairs = [pair for pair, v in zip(pairs, verdicts) if v == _OK]
     summary.rows_written = len(pairs)
     return pairs

@@ -46,6 +46,11 @@ class TrainScriptArguments:
         metadata={"help": "Drop prompts longer than this many tokens after the chat template (the paper's scripts "
                   "use 1024; TRL 1.16 does not truncate prompts). None keeps all."},
     )
+    max_problem_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Drop problems longer than this many tokens (the problem text alone, no special tokens), "
+                  "the paper's filter (the released data script and `minimal-rl prepare-data` use 700). None keeps all."},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N prompts."})
 
 
@@ -100,18 +105,24 @@ def load_prompts(script_args: TrainScriptArguments, tokenizer: Any = None):
         answer = row[script_args.answer_column]
         if script_args.answer_from_solution:
             answer = last_boxed(str(answer))
-        return {"prompt": build_messages(str(row[script_args.problem_column])), "answer": answer}
+        problem = str(row[script_args.problem_column])
+        return {"prompt": build_messages(problem), "answer": answer, "problem": problem}
 
     dataset = dataset.map(to_prompt, remove_columns=dataset.column_names)
     before = len(dataset)
     dataset = dataset.filter(lambda row: row["answer"] is not None and str(row["answer"]).strip() != "")
+    if script_args.max_problem_tokens is not None and tokenizer is not None:
+        most = script_args.max_problem_tokens
+        dataset = dataset.filter(lambda row: len(tokenizer(row["problem"], add_special_tokens=False)["input_ids"]) <= most)
+    dataset = dataset.remove_columns("problem")
     if script_args.max_prompt_length is not None and tokenizer is not None:
         limit = script_args.max_prompt_length
         dataset = dataset.filter(
             lambda row: len(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)) <= limit
         )
     if len(dataset) < before:
-        logger.warning("dropped %d of %d prompts (no answer, or longer than max_prompt_length)", before - len(dataset), before)
+        logger.warning("dropped %d of %d prompts (no answer, a problem over max_problem_tokens, or a prompt over "
+                       "max_prompt_length)", before - len(dataset), before)
     return dataset
 
 

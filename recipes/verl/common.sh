@@ -89,7 +89,7 @@ paper_overrides() {
     "actor_rollout_ref.rollout.val_kwargs.top_p=1.0"
     # Reward: Math-Verify, +1 / -1 (the presets set the same; GRPO and PPO have no preset).
     "reward.custom_reward_function.path=pkg://minimal_rl.reward"
-    "reward.custom_reward_function.name=compute_score"
+    "reward.custom_reward_function.name=compute_score_async"
     # Trainer.
     "trainer.project_name=${PROJECT}"
     "trainer.experiment_name=${EXPERIMENT:-${algorithm}-${MODEL_TAG}}"

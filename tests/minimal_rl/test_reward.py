@@ -56,6 +56,7 @@ def test_garbage_and_empty_outputs(math500):
     for garbage in ["", "\\boxed{", "}}}{{{\\boxed{\\frac{", "\x00\x01\x02", "\\boxed{}", "lorem ipsum " * 50]:
         assert compute_score("math500", garbage, gold)["score"] == -1.0
     assert compute_score("math500", None, gold)["score"] == -1.0
+    assert compute_score("math500", 12345, gold)["score"] == -1.0
 
 
 def test_very_long_output_is_bounded_in_time(math500):
@@ -89,12 +90,17 @@ def test_last_boxed_handles_nesting():
     assert last_boxed("\\boxed{3} then \\boxed{unclosed") == "3"
 
 
-def test_fast_verdict_only_trusts_plain_numbers():
-    assert fast_verdict("95", "95") is True
-    assert fast_verdict("95.0", "95") is True
-    assert fast_verdict("\\frac{1}{2}", "0.5") is True
-    assert fast_verdict("94", "95") is False
-    assert fast_verdict("x+1", "95") is None  # Math-Verify decides
+def test_fast_verdict_answers_only_where_math_verify_rules_fix_the_verdict():
+    # one boxed plain integer against a plain-integer gold
+    assert fast_verdict("So the answer is $\\boxed{95}$.", "95") is True
+    assert fast_verdict("\\boxed{94}", "95") is False
+    # everything else is Math-Verify's to decide
+    assert fast_verdict("\\boxed{95.0}", "95") is None
+    assert fast_verdict("\\boxed{\\frac{1}{2}}", "0.5") is None
+    assert fast_verdict("\\boxed{x+1}", "95") is None
+    assert fast_verdict("I get \\boxed{6} and finally \\boxed{5}.", "5") is None
+    # nothing extractable at all: wrong whatever the gold
+    assert fast_verdict("no idea", "95") is False
 
 
 def test_trl_reward_function(math500):

@@ -66,7 +66,8 @@ def test_preset_composes_and_validates(preset):
     assert actor.use_kl_loss is False and actor.kl_loss_type == "low_var_kl" and actor.kl_loss_coef == 0.001
     assert cfg.actor_rollout_ref.rollout.n == 4 and cfg.actor_rollout_ref.rollout.temperature == 1.0
     assert cfg.reward.custom_reward_function.path == "pkg://minimal_rl.reward"
-    assert cfg.reward.custom_reward_function.name == "compute_score"
+    assert cfg.reward.custom_reward_function.name == "compute_score_async"
+    assert dict(cfg.reward.custom_reward_function.reward_kwargs) == {"score_mapping": "signed", "report_unverified": True}
     assert dict(cfg.algorithm.minimal_rl) == {
         "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "drop", "nan_policy": "wrong",
         "sample_filter": None,
@@ -91,9 +92,14 @@ def test_preset_composes_and_validates(preset):
 def test_reward_function_loads_through_verl():
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
+    import asyncio
+    import inspect
+
     fn = get_custom_reward_fn(compose_preset("reinforce_rej"))
-    assert fn(data_source="math", solution_str="so \\boxed{4}", ground_truth="4", extra_info=None)["score"] == 1.0
-    assert fn(data_source="math", solution_str="so \\boxed{5}", ground_truth="4", extra_info=None)["score"] == -1.0
+    assert inspect.iscoroutinefunction(fn)  # what verl's reward managers check before awaiting it
+    right = asyncio.run(fn(data_source="math", solution_str="so \\boxed{4}", ground_truth="4", extra_info=None))
+    wrong = asyncio.run(fn(data_source="math", solution_str="so \\boxed{5}", ground_truth="4", extra_info=None))
+    assert right["score"] == 1.0 and wrong["score"] == -1.0 and right["unverified"] == 0
 
 
 def test_composed_algorithm_block_reaches_the_estimator():
