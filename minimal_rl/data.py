@@ -152,8 +152,10 @@ DATASETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in (
         # name, hub name, hub config, hub split, our split; then how the answer is read
-        DatasetSpec("numina_math", "AI-MO/NuminaMath-CoT", None, "train", "train", answer_keys=(),
-                    answer_from_record=_numina_answer,  # the answer is the last \boxed{} of the solution
+        # an `answer` column where the copy has one (the released scripts' ScaleML-RLHF/numina_math), else the last
+        # \boxed{} of the solution (AI-MO/NuminaMath-CoT)
+        DatasetSpec("numina_math", "AI-MO/NuminaMath-CoT", None, "train", "train", answer_keys=("answer",),
+                    answer_from_record=_numina_answer,
                     max_problem_tokens=PAPER_MAX_PROBLEM_TOKENS, answer_check="parse",
                     description="Numina-Math (~860k problems), the paper's training prompts"),
         DatasetSpec("math500", "HuggingFaceH4/MATH-500", None, "test", "test", answer_keys=("answer",),

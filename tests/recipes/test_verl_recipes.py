@@ -132,7 +132,10 @@ def check_like_main_ppo(cfg, local_model: str) -> None:
         assert torch.isfinite(kl_penalty(logprob, logprob - 0.1, actor.kl_loss_type)).all()
     reward_fn = get_custom_reward_fn(cfg)
     assert reward_fn is not None
-    assert reward_fn(data_source="math500", solution_str="\\boxed{4}", ground_truth="4", extra_info={})["score"] == 1.0
+    import asyncio
+
+    result = reward_fn(data_source="math500", solution_str="\\boxed{4}", ground_truth="4", extra_info={})
+    assert asyncio.run(result)["score"] == 1.0  # compute_score_async: verl's reward loop awaits it
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +193,7 @@ def test_recipe_has_the_papers_hyper_parameters(composed, script, model):
     ]
     assert cfg.data.train_files == "/data/minimal-rl/numina_math/train.parquet"
     assert cfg.reward.custom_reward_function.path == "pkg://minimal_rl.reward"
-    assert cfg.reward.custom_reward_function.name == "compute_score"
+    assert cfg.reward.custom_reward_function.name == "compute_score_async"
     assert cfg.trainer.val_before_train is True
     # Clipping: 0.2 both sides, except the two RAFT++ variants.
     low, high = {"raft_pp_clip_higher": (0.2, 0.28), "raft_pp_no_clip": (0.2, 1e9)}.get(script, (0.2, 0.2))
