@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -64,6 +66,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 logger = logging.getLogger(__name__)
@@ -600,8 +603,15 @@ def _verify_in_bounded_thread(solution: str, golds: list[str], timeout_s: float 
 
 _HEADER = struct.Struct("!I")
 _EOF = object()
-# How a helper starts: a fresh interpreter that loads this file by path (not the minimal_rl package, whose
-# __init__ imports torch), with the parent's sys.path, so it imports what the parent imports.
+
+
+@dataclass
+class _Exchange:
+    """What one send/receive with a helper got: a reply frame, None (its deadline passed) or _EOF."""
+
+    frame: Any = _EOF
+# How a helper starts: a fresh interpreter that loads this file by path (a helper needs nothing else of the
+# package), with the parent's sys.path, so it imports what the parent imports.
 _BOOT = (
     "import sys, json; a = json.loads(sys.argv[1]); sys.path[:] = a['sys_path']; "
     "import importlib.util as u; s = u.spec_from_file_location(a['name'], a['file']); "
@@ -774,32 +784,41 @@ class _Helper:
         except OSError:
             return False
 
+    def _buffered_or_time_left(self, deadline: float) -> tuple[Any, float]:
+        """A frame already read (and 0), or None and the seconds left before ``deadline``."""
+        frame = self._pop_frame()
+        return (frame, 0.0) if frame is not None else (None, deadline - time.monotonic())
+
     def recv(self, deadline: float) -> Any:
         """A frame, None when the deadline passed, or _EOF."""
         poller = None
         while True:
-            frame = self._pop_frame()
-            if frame is not None:
+            frame, remaining = self._buffered_or_time_left(deadline)
+            if frame is not None or remaining <= 0:
                 return frame
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
             if poller is None:
                 poller = select.poll()
                 poller.register(self.rfd, select.POLLIN)
             if poller.poll(max(1, math.ceil(remaining * 1000))) and not self._read_available():
                 return _EOF
 
+    def _write_some(self, view: memoryview, deadline: float) -> tuple[memoryview, float | None]:
+        """Write what the pipe takes now: the rest of ``view`` and, when the pipe was full, the seconds left
+        before ``deadline`` to wait for it (TimeoutError when none are left)."""
+        try:
+            return view[os.write(self.wfd, view) :], None
+        except BlockingIOError:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("helper not reading") from None
+            return view, remaining
+
     def send(self, data: bytes, deadline: float) -> None:
         view = memoryview(_frame(data))
         poller = None
         while view:
-            try:
-                view = view[os.write(self.wfd, view) :]
-            except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("helper not reading") from None
+            view, remaining = self._write_some(view, deadline)
+            if remaining is not None:
                 if poller is None:
                     poller = select.poll()
                     poller.register(self.wfd, select.POLLOUT)
@@ -807,12 +826,9 @@ class _Helper:
 
     async def recv_async(self, loop: asyncio.AbstractEventLoop, deadline: float) -> Any:
         while True:
-            frame = self._pop_frame()
-            if frame is not None:
+            frame, remaining = self._buffered_or_time_left(deadline)
+            if frame is not None or remaining <= 0:
                 return frame
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
             ready = loop.create_future()
             loop.add_reader(self.rfd, _resolve, ready)
             try:
@@ -827,20 +843,17 @@ class _Helper:
     async def send_async(self, loop: asyncio.AbstractEventLoop, data: bytes, deadline: float) -> None:
         view = memoryview(_frame(data))
         while view:
+            view, remaining = self._write_some(view, deadline)
+            if remaining is None:
+                continue
+            ready = loop.create_future()
+            loop.add_writer(self.wfd, _resolve, ready)
             try:
-                view = view[os.write(self.wfd, view) :]
-            except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("helper not reading") from None
-                ready = loop.create_future()
-                loop.add_writer(self.wfd, _resolve, ready)
-                try:
-                    await asyncio.wait_for(ready, remaining)
-                except asyncio.TimeoutError:
-                    raise TimeoutError("helper not reading") from None
-                finally:
-                    loop.remove_writer(self.wfd)
+                await asyncio.wait_for(ready, remaining)
+            except asyncio.TimeoutError:
+                raise TimeoutError("helper not reading") from None
+            finally:
+                loop.remove_writer(self.wfd)
 
     def close(self, kill: bool) -> None:
         """Kill (overrun, dead) or let go (retire: it exits when its request pipe closes)."""
@@ -1121,13 +1134,8 @@ class HelperPool:
         got = self._take_or_wait(waiter)
         if got is not waiter:
             return got
-        try:
+        with self._until_served(waiter):
             waiter.event.wait()
-        except BaseException:
-            helper = self._give_up(waiter)
-            if helper is not None:
-                self.release(helper)
-            raise
         return waiter.helper
 
     async def acquire_async(self, gold: str | None = None) -> _Helper | None:
@@ -1135,14 +1143,21 @@ class HelperPool:
         got = self._take_or_wait(waiter)
         if got is not waiter:
             return got
-        try:
+        with self._until_served(waiter):
             await waiter.future
+        return waiter.helper
+
+    @contextlib.contextmanager
+    def _until_served(self, waiter: _Waiter):
+        """Interrupted while waiting (Ctrl-C, a cancelled await): give the place in the queue up, and hand back a
+        helper that was assigned meanwhile."""
+        try:
+            yield
         except BaseException:
             helper = self._give_up(waiter)
             if helper is not None:
                 self.release(helper)
             raise
-        return waiter.helper
 
     def release(self, helper: _Helper) -> None:
         with self._lock:
@@ -1223,12 +1238,14 @@ class HelperPool:
         self.discard(helper)
         return True
 
-    def verify(self, solution: str, golds: list[str], timeout_s: float | None) -> tuple[bool, str] | None:
-        """(verdict, status) from a helper; None when helpers cannot start (use the fallback). An item whose
-        helper dies under it is retried once on another."""
+    def _protocol(self, solution: str, golds: list[str], timeout_s: float | None):
+        """One item's exchange with the pool, written once for the sync and the async caller: a generator that
+        yields ``("acquire", gold)`` and ``("exchange", helper, data, deadline)`` and is sent their results
+        (a helper or None; the reply frame or _EOF). Returns (verdict, status), or None when helpers cannot
+        start (use the fallback). An item whose helper dies under it is retried once on another."""
         attempts = 0
         while attempts < 2:
-            helper = self.acquire(golds[0] if golds else None)
+            helper = yield ("acquire", golds[0] if golds else None)
             if helper is None:
                 return None
             if self._found_dead(helper):
@@ -1236,47 +1253,62 @@ class HelperPool:
             attempts += 1
             rid, data, limit = self._request(helper, solution, golds, timeout_s)
             started = time.monotonic()
-            deadline = started + limit
-            try:
-                helper.send(data, deadline)
-                frame = helper.recv(deadline)
+            frame = yield ("exchange", helper, data, started + limit)
+            if frame is not _EOF:
                 _note_duration(time.monotonic() - started)
-            except (OSError, TimeoutError):
-                frame = _EOF
-            except BaseException:
-                self.discard(helper)
-                raise
             outcome = self._outcome(helper, rid, frame)
             if outcome is not None:
                 return outcome
         return False, "helper_died"
 
+    @contextlib.contextmanager
+    def _exchanging(self, helper: _Helper):
+        """Around one send/receive: yields a holder whose ``frame`` stays _EOF when the pipe broke or the helper
+        stopped reading; a helper interrupted mid-exchange (e.g. a cancelled await) may still answer later, so
+        it is discarded."""
+        result = _Exchange()
+        try:
+            yield result
+        except (OSError, TimeoutError):
+            pass
+        except BaseException:
+            self.discard(helper)
+            raise
+
+    def _exchange(self, helper: _Helper, data: bytes, deadline: float) -> Any:
+        with self._exchanging(helper) as result:
+            helper.send(data, deadline)
+            result.frame = helper.recv(deadline)
+        return result.frame
+
+    async def _exchange_async(self, loop: asyncio.AbstractEventLoop, helper: _Helper, data: bytes, deadline: float) -> Any:
+        with self._exchanging(helper) as result:
+            await helper.send_async(loop, data, deadline)
+            result.frame = await helper.recv_async(loop, deadline)
+        return result.frame
+
+    def verify(self, solution: str, golds: list[str], timeout_s: float | None) -> tuple[bool, str] | None:
+        steps = self._protocol(solution, golds, timeout_s)
+        handlers = {"acquire": self.acquire, "exchange": self._exchange}
+        reply = None
+        while True:
+            try:
+                kind, *args = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply = handlers[kind](*args)
+
     async def verify_async(self, solution: str, golds: list[str], timeout_s: float | None) -> tuple[bool, str] | None:
         loop = asyncio.get_running_loop()
-        attempts = 0
-        while attempts < 2:
-            helper = await self.acquire_async(golds[0] if golds else None)
-            if helper is None:
-                return None
-            if self._found_dead(helper):
-                continue
-            attempts += 1
-            rid, data, limit = self._request(helper, solution, golds, timeout_s)
-            started = time.monotonic()
-            deadline = started + limit
+        steps = self._protocol(solution, golds, timeout_s)
+        handlers = {"acquire": self.acquire_async, "exchange": functools.partial(self._exchange_async, loop)}
+        kind, *args = next(steps)
+        while True:
+            answer = await handlers[kind](*args)
             try:
-                await helper.send_async(loop, data, deadline)
-                frame = await helper.recv_async(loop, deadline)
-                _note_duration(time.monotonic() - started)
-            except (OSError, TimeoutError):
-                frame = _EOF
-            except BaseException:  # cancelled: the helper may still answer, so it cannot be reused
-                self.discard(helper)
-                raise
-            outcome = self._outcome(helper, rid, frame)
-            if outcome is not None:
-                return outcome
-        return False, "helper_died"
+                kind, *args = steps.send(answer)
+            except StopIteration as done:
+                return done.value
 
 
 _POOL: HelperPool | None = None
@@ -1476,49 +1508,51 @@ def _result(item: _Item, score_mapping: str, report_unverified: bool) -> dict[st
 # --------------------------------------------------------------------------------------------
 
 
-def compute_score(
-    data_source: Any = None,
-    solution_str: Any = "",
-    ground_truth: Any = "",
-    extra_info: Any = None,
-    score_mapping: str = "signed",
-    timeout_s: float | None = DEFAULT_TIMEOUT_S,
-    report_unverified: bool = False,
-    pool_size: int | None = None,
-    **kwargs: Any,
-) -> dict[str, float]:
+@dataclass(frozen=True)
+class _CallOptions:
+    """The reward's options (verl's ``reward_kwargs``), checked once per call."""
+
+    score_mapping: str = "signed"
+    timeout_s: float | None = DEFAULT_TIMEOUT_S
+    report_unverified: bool = False
+    pool_size: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timeout_s", _check_options(self.score_mapping, self.timeout_s))
+
+
+def _options(score_mapping: str = "signed", timeout_s: float | None = DEFAULT_TIMEOUT_S, report_unverified: bool = False,
+             pool_size: int | None = None, **ignored: Any) -> _CallOptions:
+    # anything else verl passes along (its own keyword arguments) is ignored, as its reward functions do
+    return _CallOptions(score_mapping, timeout_s, report_unverified, pool_size)
+
+
+def compute_score(data_source: Any = None, solution_str: Any = "", ground_truth: Any = "", extra_info: Any = None,
+                  **options: Any) -> dict[str, float]:
     """verl custom reward function: ``{"score": +1 | -1, "acc": 1 | 0}`` for one response.
 
     ``reward.custom_reward_function.path=pkg://minimal_rl.reward``, ``name=compute_score``; options through
-    ``reward_kwargs``: ``score_mapping`` (signed / binary), ``timeout_s``, ``report_unverified`` (adds
-    ``"unverified"``), ``pool_size`` (helpers in this process). Never raises on model output or data.
+    ``reward_kwargs``: ``score_mapping`` (signed / binary), ``timeout_s`` (default 5 s, None: no bound),
+    ``report_unverified`` (adds ``"unverified"``), ``pool_size`` (helpers in this process). Never raises on
+    model output or data.
     """
-    timeout_s = _check_options(score_mapping, timeout_s)
+    opts = _options(**options)
     item = _Item(solution_str, ground_truth)
     if item.verdict is None:
-        item.finish(*_verify_sync(item.text, item.golds, timeout_s, pool_size))
-    return _result(item, score_mapping, report_unverified)
+        item.finish(*_verify_sync(item.text, item.golds, opts.timeout_s, opts.pool_size))
+    return _result(item, opts.score_mapping, opts.report_unverified)
 
 
-async def compute_score_async(
-    data_source: Any = None,
-    solution_str: Any = "",
-    ground_truth: Any = "",
-    extra_info: Any = None,
-    score_mapping: str = "signed",
-    timeout_s: float | None = DEFAULT_TIMEOUT_S,
-    report_unverified: bool = False,
-    pool_size: int | None = None,
-    **kwargs: Any,
-) -> dict[str, float]:
-    """`compute_score` as a coroutine, which verl 0.9's reward managers await on their event loop
-    (``inspect.iscoroutinefunction``): the fast path inline, Math-Verify in the helper pool, no thread
-    per call. ``name=compute_score_async``."""
-    timeout_s = _check_options(score_mapping, timeout_s)
+async def compute_score_async(data_source: Any = None, solution_str: Any = "", ground_truth: Any = "",
+                              extra_info: Any = None, **options: Any) -> dict[str, float]:
+    """`compute_score` as a coroutine (same options), which verl 0.9's reward managers await on their event loop
+    (``inspect.iscoroutinefunction``): the fast path inline, Math-Verify in the helper pool, no thread per call.
+    ``name=compute_score_async``."""
+    opts = _options(**options)
     item = _Item(solution_str, ground_truth)
     if item.verdict is None:
-        item.finish(*await _verify_async(item.text, item.golds, timeout_s, pool_size))
-    return _result(item, score_mapping, report_unverified)
+        item.finish(*await _verify_async(item.text, item.golds, opts.timeout_s, opts.pool_size))
+    return _result(item, opts.score_mapping, opts.report_unverified)
 
 
 def is_correct(solution: Any, ground_truth: Any, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> bool:
