@@ -623,3 +623,14 @@ def test_stock_estimator_with_drop_uniform_changes_only_the_token_mean_denominat
     ratio = mask.sum() / mask[kept_idx].sum()
     assert ratio > 1.0 and metrics["minimal_rl/tokens_kept_frac"] == pytest.approx(1 / ratio.item())
     torch.testing.assert_close(g_drop, g_full * ratio, rtol=1e-5, atol=1e-7)
+
+
+def test_refill_with_a_filter_on_verls_own_estimator():
+    """+minimal_rl=sample_filter with filter_mode=refill: the uniform groups are evicted and refilled for grpo too."""
+    initial = put_groups([[1, 1, 1, 1], [0, 1, 0, 0]])
+    rollout = Rollout([[1, 0, 0, 0]])
+    sampler = make_sampler("grpo", sample_filter="drop_uniform", filter_mode="refill", refill_fn=rollout, train_batch_size=2)
+    batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=2)
+    selected = {k.split("_")[0] for k in batch.keys}
+    assert len(selected) == 2 and initial[1] in selected and initial[0] not in selected
+    assert metrics["minimal_rl/refill_prompts"] >= 1 and metrics["minimal_rl/groups_all_correct"] > 0
