@@ -7,8 +7,10 @@ tests/__init__.py, because verl ships a top-level ``tests`` package) and from th
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import string
+import sys
 from pathlib import Path
 
 import torch
@@ -174,3 +176,16 @@ def tiny_config(config_class, output_dir, **overrides):
     )
     values.update(overrides)
     return config_class(**values)
+
+
+TRL_RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "trl"
+
+
+def load_trl_train_script():
+    """recipes/trl/train.py as a module (it is a script, not part of the package), loaded once."""
+    name = "minimal_rl_recipes_trl_train"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TRL_RECIPES / "train.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]

@@ -3,25 +3,14 @@ defaults to it), AdamW weight decay 0.01, and the 700-token problem filter of th
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from mrl_testing import TRL_RECIPES, load_trl_train_script
 
 pytest.importorskip("trl")
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "trl"
-
-
-def load_train_script():
-    name = "minimal_rl_recipes_trl_train"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, RECIPES / "train.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
+RECIPES = TRL_RECIPES
 
 
 def test_our_configs_use_plain_k3_kl_by_default():
@@ -36,7 +25,7 @@ def test_our_configs_use_plain_k3_kl_by_default():
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in RECIPES.glob("*.yaml")))
 def test_recipes_match_the_released_scripts(name):
-    script, config, _ = load_train_script().parse_args(
+    script, config, _ = load_trl_train_script().parse_args(
         ["--config", str(RECIPES / f"{name}.yaml"), "--output_dir", "unused", "--bf16", "false"]
     )
     assert config.weight_decay == 0.01
@@ -51,7 +40,7 @@ def test_long_problems_are_dropped(tmp_path):
     rows = [{"problem": "x" * 10, "answer": "1"}, {"problem": "y" * 11, "answer": "2"}, {"problem": "z" * 3, "answer": "3"}]
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    script = load_train_script()
+    script = load_trl_train_script()
     args = script.TrainScriptArguments(dataset_name=str(data), max_problem_tokens=10, max_prompt_length=None)
     dataset = script.load_prompts(args, tokenizer)
     assert [row["answer"] for row in dataset] == ["1", "3"]

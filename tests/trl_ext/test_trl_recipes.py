@@ -3,30 +3,19 @@ trains one step end to end on a tiny offline model (no vLLM: this machine has no
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from mrl_testing import TRL_RECIPES, load_trl_train_script
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "trl"
+RECIPES = TRL_RECIPES
 NUM_PROCESSES = 8  # the recipes' single node
-
-
-def load_train_script():
-    name = "minimal_rl_recipes_trl_train"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, RECIPES / "train.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 def parse(path, *flags):
     # bf16 needs a GPU at config time; everything else is parsed as written.
-    return load_train_script().parse_args(["--config", str(path), "--output_dir", "unused", "--bf16", "false", *flags])
+    return load_trl_train_script().parse_args(["--config", str(path), "--output_dir", "unused", "--bf16", "false", *flags])
 
 
 EXPECTED = {
@@ -100,7 +89,7 @@ def test_train_script_runs_one_step_on_a_tiny_model(tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"problem": f"{a}+{a}", "solution": f"So \\boxed{{{2 * a}}}."}) + "\n" for a in range(4)))
     out = tmp_path / "out"
-    load_train_script().main([
+    load_trl_train_script().main([
         "--config", str(RECIPES / "reinforce_rej.yaml"), "--model_name_or_path", str(tmp_path / "model"),
         "--dataset_name", str(data), "--max_prompt_length", "4000", "--output_dir", str(out),
         "--use_vllm", "false", "--bf16", "false", "--use_cpu", "true", "--dtype", "float32", "--attn_implementation", "eager",
@@ -117,7 +106,7 @@ def test_prompts_use_the_papers_template_and_boxed_answers(tmp_path):
     data = tmp_path / "data.jsonl"
     rows = [{"problem": "1+1", "solution": "two: \\boxed{2}"}, {"problem": "no answer", "solution": "none"}]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    script = load_train_script()
+    script = load_trl_train_script()
     args = script.TrainScriptArguments(dataset_name=str(data), answer_column="solution", answer_from_solution=True)
     dataset = script.load_prompts(args)
     assert len(dataset) == 1 and dataset[0]["answer"] == "2"
