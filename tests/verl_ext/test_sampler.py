@@ -27,6 +27,7 @@ from verl.workers.config import FSDPActorConfig  # noqa: E402
 from minimal_rl.algorithms import compute_weights  # noqa: E402
 from verl_ext import filter_state  # noqa: E402
 from verl_ext.filter_state import filter_mode_in_effect  # noqa: E402
+from verl_ext.options import GROUPED_VERL_ESTIMATORS  # noqa: E402
 from verl_ext.refill import RefillLimitError, check_verl_version  # noqa: E402
 from verl_ext.sampler import PADDING_ROW_TOKENS, MinimalRLSampler  # noqa: E402
 
@@ -568,6 +569,39 @@ def test_a_sample_filter_on_verls_own_estimator():
     put_groups(EXAMPLE)
     batch, _ = make_sampler("rloo").sample(global_steps=1, partition_id=PART, batch_size=4)
     assert len(batch) == 16
+
+
+@pytest.mark.parametrize("estimator", GROUPED_VERL_ESTIMATORS)
+def test_every_grouped_verl_estimator_takes_a_filter(estimator):
+    """Every verl estimator the sample filter accepts is one verl registers, the sampler drops the same (uniform)
+    groups whatever the estimator, and the estimator, run as verl runs it on the kept rows only, gives finite
+    advantages with signal in them."""
+    import inspect
+
+    import numpy as np
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+
+    fn = get_adv_estimator_fn(estimator)  # raises for a name verl does not register
+    uids = put_groups(EXAMPLE)
+    sampler = make_sampler(estimator, sample_filter="drop_uniform")
+    assert (sampler.settings.algorithm, sampler.settings.sample_filter) == ("grpo", "drop_uniform")
+    batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
+    assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
+    assert metrics["minimal_rl/samples_dropped"] == 8.0
+    tq.kv_clear(keys=list(batch.keys), partition_id=PART)
+
+    kept_rewards = [float(x) for g in (EXAMPLE[1], EXAMPLE[3]) for x in g]
+    width = 5
+    mask = torch.ones(8, width)
+    rewards = torch.zeros(8, width)
+    rewards[:, -1] = torch.tensor(kept_rewards)
+    index = np.array([uids[1]] * 4 + [uids[3]] * 4, dtype=object)
+    inputs = {"token_level_rewards": rewards, "response_mask": mask, "index": index, "config": OmegaConf.create({}),
+              "old_log_probs": -torch.rand(8, width), "sum_pi_squared": torch.rand(8, width)}  # optimal_token_baseline
+    accepted = inspect.signature(fn).parameters
+    advantages, _ = fn(**{k: v for k, v in inputs.items() if k in accepted})
+    assert advantages.shape == (8, width) and torch.isfinite(advantages).all()
+    assert advantages.abs().sum() > 0  # the kept (mixed) groups carry signal
 
 
 def test_refill_is_guarded_by_the_tested_verl_range():
