@@ -330,8 +330,9 @@ def test_bad_options_fail_clearly():
         make_sampler("raft", minimal_rl={"filtermode": "drop"})
     with pytest.raises(ValueError, match="unknown sample filter 'drop_some'"):
         make_sampler("raft", sample_filter="drop_some")
-    with pytest.raises(ValueError, match="'gae' has none"):
-        make_sampler("gae", sample_filter="drop_uniform")
+    for ungrouped in ("gae", "reinforce_plus_plus", "remax"):  # a critic, batch whitening, a greedy baseline
+        with pytest.raises(ValueError, match=f"'{ungrouped}' has none"):
+            make_sampler(ungrouped, sample_filter="drop_uniform")
     # verl's grpo would recompute its group baseline on the correct responses alone
     with pytest.raises(ValueError, match="drops single responses"):
         make_sampler("grpo", sample_filter="drop_wrong")
