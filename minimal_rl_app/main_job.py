@@ -29,6 +29,12 @@ from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
 TRAINABLE = tuple(ALGORITHMS)
 
 
+def run_name(algorithm: str, sample_filter: str | None = None) -> str:
+    """A run's name: the algorithm, or ``algorithm+filter`` when a sample filter replaces its own (the inverse of
+    `minimal_rl_app.commands.common.parse_run_name`)."""
+    return algorithm if sample_filter is None else f"{algorithm}+{sample_filter}"
+
+
 @dataclass
 class TrainSettings:
     """One RL run. Defaults are the CPU demo's (docs/main-job.md has the measurements behind them)."""
@@ -55,8 +61,7 @@ class TrainSettings:
 
     @property
     def name(self) -> str:
-        """The run's name: the algorithm, or ``algorithm+filter`` when a sample filter replaces its own."""
-        return self.algorithm if self.sample_filter is None else f"{self.algorithm}+{self.sample_filter}"
+        return run_name(self.algorithm, self.sample_filter)
 
     def __post_init__(self) -> None:
         if self.algorithm not in TRAINABLE:

@@ -29,14 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minimal_rl_app.main_job import write_json_atomic
+    from minimal_rl_app.main_job import run_name, write_json_atomic
 
     from minimal_rl_app.commands.common import plot_partial, prepare_output_dir, resolve_source, setup_environment, train_one
 
     t0 = time.perf_counter()
     try:
         setup_environment(args.threads)
-        name = args.algorithm if args.sample_filter is None else f"{args.algorithm}+{args.sample_filter}"
+        name = run_name(args.algorithm, args.sample_filter)
         out = prepare_output_dir(args.output_dir or f"outputs/train-{name}", args.overwrite)
         source = resolve_source(args)
         try:

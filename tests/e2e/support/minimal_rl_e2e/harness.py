@@ -73,17 +73,12 @@ class DemoAssets:
 
 
 def demo_row(problem: str, answer: str, index: int, split: str) -> dict:
-    """One row of verl's RL parquet (the keys of `minimal_rl.data.verl_row`), with the demo's prompt: the
-    bare problem as one user turn, what the warm-started model was trained on."""
+    """One row of verl's RL parquet (`minimal_rl.data.verl_row`) with the demo's prompt: the bare problem as
+    one user turn, what the warm-started model was trained on."""
+    from minimal_rl.data import verl_row
     from minimal_rl_app.demo.evaluate import demo_messages
 
-    return {
-        "data_source": "minimal_rl_demo",
-        "prompt": demo_messages(problem),
-        "ability": "math",
-        "reward_model": {"style": "rule", "ground_truth": answer},
-        "extra_info": {"split": split, "index": index, "problem": problem, "answer": answer},
-    }
+    return {**verl_row(problem, answer, index, "minimal_rl_demo", split), "prompt": demo_messages(problem)}
 
 
 def build_demo_assets(folder: Path, cache_dir: Path | None = None) -> DemoAssets:
