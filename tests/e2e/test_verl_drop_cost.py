@@ -57,8 +57,9 @@ def report(runs: dict, path) -> str:
     for s in steps:
         d, z = drop.steps[s], zero.steps[s]
         f = d["sample_filter/samples_dropped"] / ROWS
-        row = [f"{s}", f"{f:.2f}", f"{d['sample_filter/samples_in_update']:.0f} / {z['sample_filter/samples_in_update']:.0f}",
-               f"{d.get('sample_filter/optimizer_steps_per_epoch', float('nan')):.0f} / {z.get('sample_filter/optimizer_steps_per_epoch', float('nan')):.0f}"]
+        rows, steps_key = "sample_filter/samples_in_update", "sample_filter/optimizer_steps_per_epoch"
+        row = [f"{s}", f"{f:.2f}", f"{d[rows]:.0f} / {z[rows]:.0f}",
+               f"{d.get(steps_key, float('nan')):.0f} / {z.get(steps_key, float('nan')):.0f}"]
         row += [f"{d.get(k, float('nan')):.3f} / {z.get(k, float('nan')):.3f}" for k in TIMINGS]
         lines.append("| " + " | ".join(row) + " |")
     f_mean = statistics.mean(drop.steps[s]["sample_filter/samples_dropped"] / ROWS for s in steps)
