@@ -7,6 +7,7 @@ This package is the framework-free core (torch and numpy only; never verl, TRL o
     minimal_rl.reward       the Math-Verify reward (+1 / -1)
     minimal_rl.prompts      the paper's prompt template
     minimal_rl.data         answer normalisation and the verl / TRL row formats
+    minimal_rl.metrics      the names of the metrics both plugins log (standard library only)
 
 Importing the package itself loads nothing heavy (the Hydra plugin imports `minimal_rl.table` at config time).
 """

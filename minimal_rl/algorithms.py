@@ -316,15 +316,15 @@ class WeightResult:
     stats: GroupStatistics
 
     def metrics(self, response_lengths: torch.Tensor | None = None) -> dict[str, float]:
-        """Selection metrics (spec: "Metrics every trainer logs each step"), un-prefixed: both adapters log
-        them as ``minimal_rl/<name>``.
+        """Selection metrics (spec: "Metrics every trainer logs each step"), un-prefixed: the shared names of
+        `minimal_rl.metrics`, which both adapters log as ``metric_key(name)``.
 
         ``accuracy_before_filter`` and ``score_before_filter/mean`` are measured before filtering: after a drop,
         a framework's own score metric only sees kept samples (for RAFT it would always read 1.0).
         """
         b = max(int(self.keep.numel()), 1)
         m = {f"groups_{k}": v for k, v in self.stats.fractions().items()}
-        m["groups"] = float(self.stats.num_groups)
+        m["groups_generated"] = float(self.stats.num_groups)
         m["samples_kept"] = float(self.keep.sum())
         m["samples_kept_frac"] = float(self.keep.sum()) / b
         m["accuracy_before_filter"] = float(self.correct.sum()) / b

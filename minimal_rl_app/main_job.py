@@ -22,6 +22,7 @@ import torch
 from transformers import TrainerCallback
 
 from minimal_rl.algorithms import compute_weights
+from minimal_rl.metrics import metric_key
 from minimal_rl.reward import math_verify_reward
 from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
 
@@ -198,9 +199,7 @@ TRL_KEYS = {
     "kl": "kl_train",
     "completions/mean_length": "completion_length",
     "clip_ratio/region_mean": "clip_ratio",
-    "minimal_rl/samples_kept_frac": "samples_kept_frac",
-    "minimal_rl/tokens_kept_frac": "tokens_kept_frac",
-    "minimal_rl/weight_mean": "weight_mean",
+    **{metric_key(name): name for name in ("samples_kept_frac", "tokens_kept_frac", "weight_mean")},
     "learning_rate": "learning_rate",
     "loss": "loss",
 }

@@ -19,13 +19,13 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from minimal_rl.algorithms import REWARD_MAPPINGS, compute_weights
+from minimal_rl.metrics import PREFIX as METRIC_PREFIX
 from minimal_rl.table import SAMPLE_FILTERS, algorithms_of, check_filter_fits, get_algorithm, get_sample_filter
 
 from .hard_drop import LOSS_MASK_KEY, drop_rejected_rows
 
 logger = logging.getLogger(__name__)
 
-METRIC_PREFIX = "minimal_rl/"  # the same names as the verl plugin's
 # TRL loss types normalised by `num_items_in_batch`, the kept tokens of the whole generation batch over all ranks:
 # there neither the denominator nor any other row's share depends on a masked row, so masking a sample is exactly
 # dropping it. "grpo" and "dr_grpo" divide by row counts and "bnpo" by each micro-batch's token count, so masked
@@ -183,7 +183,7 @@ class SampleSelectionTrainer(GRPOTrainer):
         prompt's group whole even when it straddles ranks (the return value is unchanged);
       - `_generate_and_score_completions`: after GRPOTrainer's own, computes the keep mask (and the weights) with
         `minimal_rl.algorithms.compute_weights`, zeroes the loss mask of rejected samples (or removes them with
-        `hard_drop=True`), recounts `num_items_in_batch` over the kept tokens, and logs `minimal_rl/*` metrics.
+        `hard_drop=True`), recounts `num_items_in_batch` over the kept tokens, and logs `sample_filter/*` metrics.
     """
 
     config_class: type[SampleSelectionConfig] = SampleSelectionConfig

@@ -28,10 +28,11 @@ from packaging.version import Version
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.replay_buffer import FILTER_GROUPS_REWARD_METRIC, ReplayBuffer, ReplayBufferAsync
 
+from minimal_rl.metrics import PREFIX as METRIC_PREFIX
 from minimal_rl.table import SAMPLE_FILTERS
 
 from .filter_state import mark_sampler_active
-from .sampler import METRIC_PREFIX, BatchSelection, SamplerSettings, SessionRecord, sequence_scores, sessions_of, uid_of
+from .sampler import BatchSelection, SamplerSettings, SessionRecord, sequence_scores, sessions_of, uid_of
 
 logger = logging.getLogger(__name__)
 

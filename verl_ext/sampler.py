@@ -30,7 +30,7 @@ Filter modes (``algorithm.minimal_rl.filter_mode``):
     zero    nothing is dropped (the paper's fork); the estimator gives rejected samples weight 0.
     refill  `verl_ext.refill` (experimental): rejected groups are replaced by fresh prompts.
 
-Every training step logs ``minimal_rl/*`` metrics (`BatchSelection.apply`).
+Every training step logs ``sample_filter/*`` metrics (`BatchSelection.apply`; names: `minimal_rl.metrics`).
 """
 
 from __future__ import annotations
@@ -50,13 +50,13 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from minimal_rl.algorithms import WeightResult, compute_weights
+from minimal_rl.metrics import PREFIX as METRIC_PREFIX
 
 from .filter_state import mark_sampler_active
 from .options import MinimalRLOptions, options_from_block, sample_filter_in_effect
 
 logger = logging.getLogger(__name__)
 
-METRIC_PREFIX = "minimal_rl/"
 # The cheap padding rows: one prompt token and one (masked) response token.
 PADDING_ROW_TOKENS = 2
 _REFILL_KEYS = ("max_refill_batches", "filter_groups", "train_batch_size", "gen_batch_size", "sync_refill_failed_groups")
@@ -247,7 +247,7 @@ class BatchSelection:
 
     def apply(self, batch: KVBatchMeta, evicted: list[SessionRecord] = ()) -> tuple[KVBatchMeta, dict[str, float]]:
         """Drop the rejected rows of ``batch`` (unless ``zero`` mode), clear them from the transfer queue, pad the
-        rest cheaply, and return the ``minimal_rl/*`` metrics. ``evicted``: sessions a refill already threw away
+        rest cheaply, and return the ``sample_filter/*`` metrics. ``evicted``: sessions a refill already threw away
         this step (they count in the pre-filter statistics). Never returns an empty batch."""
         settings = self.settings
         if len(batch) == 0:
@@ -262,7 +262,7 @@ class BatchSelection:
                     "to filter_mode='zero'. Use a rule-based reward or reward.reward_model.enable_resource_pool=True.",
                     err,
                 )
-            return batch, {METRIC_PREFIX + "filter_unavailable": 1.0}
+            return batch, {METRIC_PREFIX + "unavailable": 1.0}
 
         records, row_sessions = sessions_of(list(batch.keys), list(batch.tags), scores)
         names = list(records)
@@ -287,8 +287,8 @@ class BatchSelection:
             placeholder = sum(row_in_update)
             logger.warning(
                 "minimal-rl sampler: every response of this step is rejected by sample filter %s (%d groups); the "
-                "update runs on a %d-row zero-weight placeholder (metric minimal_rl/all_rejected=1)",
-                settings.sample_filter, result.stats.num_groups, placeholder,
+                "update runs on a %d-row zero-weight placeholder (metric %sall_rejected=1)",
+                settings.sample_filter, result.stats.num_groups, placeholder, METRIC_PREFIX,
             )
 
         dropped = [k for k, used in zip(batch.keys, row_in_update, strict=True) if not used]
@@ -305,9 +305,8 @@ class BatchSelection:
             batch, padding = append_padding_rows(batch, settings.padding_multiple)
 
         p = METRIC_PREFIX
-        metrics = {p + name: value for name, value in pre_metrics.items() if name != "groups"}
+        metrics = {p + name: value for name, value in pre_metrics.items()}
         metrics.update({
-            p + "groups_generated": pre_metrics["groups"],
             # kept = what the filter keeps (pre-filter denominator), in_update = what the update really runs on
             p + "samples_kept": float(sum(row_keep)),
             p + "samples_kept_frac": sum(row_keep) / max(len(row_keep), 1),
@@ -323,7 +322,7 @@ class BatchSelection:
         total_tokens = sum(s.response_tokens for s in sessions)
         metrics[p + "tokens_kept_frac"] = metrics[p + "tokens_kept"] / total_tokens if total_tokens > 0 else 0.0
         if settings.mini_batch_rows:
-            metrics[p + "mini_batches"] = float(math.ceil(len(batch) / settings.mini_batch_rows))
+            metrics[p + "optimizer_steps_per_epoch"] = float(math.ceil(len(batch) / settings.mini_batch_rows))
         return batch, metrics
 
 

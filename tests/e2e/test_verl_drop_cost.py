@@ -56,12 +56,13 @@ def report(runs: dict, path) -> str:
     ]
     for s in steps:
         d, z = drop.steps[s], zero.steps[s]
-        f = d["minimal_rl/samples_dropped"] / ROWS
-        row = [f"{s}", f"{f:.2f}", f"{d['minimal_rl/samples_in_update']:.0f} / {z['minimal_rl/samples_in_update']:.0f}",
-               f"{d.get('minimal_rl/mini_batches', float('nan')):.0f} / {z.get('minimal_rl/mini_batches', float('nan')):.0f}"]
+        f = d["sample_filter/samples_dropped"] / ROWS
+        rows, steps_key = "sample_filter/samples_in_update", "sample_filter/optimizer_steps_per_epoch"
+        row = [f"{s}", f"{f:.2f}", f"{d[rows]:.0f} / {z[rows]:.0f}",
+               f"{d.get(steps_key, float('nan')):.0f} / {z.get(steps_key, float('nan')):.0f}"]
         row += [f"{d.get(k, float('nan')):.3f} / {z.get(k, float('nan')):.3f}" for k in TIMINGS]
         lines.append("| " + " | ".join(row) + " |")
-    f_mean = statistics.mean(drop.steps[s]["minimal_rl/samples_dropped"] / ROWS for s in steps)
+    f_mean = statistics.mean(drop.steps[s]["sample_filter/samples_dropped"] / ROWS for s in steps)
     lines.append("")
     for key in TIMINGS:
         d = [drop.steps[s][key] for s in steps if key in drop.steps[s]]
@@ -79,16 +80,16 @@ def test_zero_mode_keeps_every_row(drop_and_zero):
     zero = drop_and_zero["zero"]
     assert sorted(zero.steps) == list(range(1, STEPS + 1))
     for step, data in zero.steps.items():
-        assert data["minimal_rl/samples_dropped"] == 0 and data["minimal_rl/samples_in_update"] == ROWS, step
+        assert data["sample_filter/samples_dropped"] == 0 and data["sample_filter/samples_in_update"] == ROWS, step
 
 
 def test_drop_mode_trains_on_fewer_rows_and_mini_batches(drop_and_zero):
     drop, zero = drop_and_zero["drop"], drop_and_zero["zero"]
     assert sorted(drop.steps) == list(range(1, STEPS + 1))
-    assert any(d["minimal_rl/samples_in_update"] < ROWS for d in drop.steps.values())
+    assert any(d["sample_filter/samples_in_update"] < ROWS for d in drop.steps.values())
     for step, data in drop.steps.items():
         # verl's mini-batch = 4 prompts x 2 rows; the shrunken batch needs fewer of them
-        assert data["minimal_rl/mini_batches"] == -(-data["minimal_rl/samples_in_update"] // (MINI_BATCH_PROMPTS * N))
-    assert all(z["minimal_rl/mini_batches"] == ROWS // (MINI_BATCH_PROMPTS * N) for z in zero.steps.values())
+        assert data["sample_filter/optimizer_steps_per_epoch"] == -(-data["sample_filter/samples_in_update"] // (MINI_BATCH_PROMPTS * N))
+    assert all(z["sample_filter/optimizer_steps_per_epoch"] == ROWS // (MINI_BATCH_PROMPTS * N) for z in zero.steps.values())
     # the same prompts every step (data.shuffle=false): only the sampled responses differ between the modes
-    assert drop.steps[1]["minimal_rl/groups_generated"] == zero.steps[1]["minimal_rl/groups_generated"] == PROMPTS
+    assert drop.steps[1]["sample_filter/groups_generated"] == zero.steps[1]["sample_filter/groups_generated"] == PROMPTS

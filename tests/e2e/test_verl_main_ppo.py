@@ -36,12 +36,12 @@ EXPECTED = {
 }
 # metrics our estimators / sampler log every training step (verl_ext/sampler.py BatchSelection.apply)
 PER_STEP_METRICS = (
-    "minimal_rl/samples_dropped",
-    "minimal_rl/padding_samples",
-    "minimal_rl/samples_kept",
-    "minimal_rl/accuracy_before_filter",
-    "minimal_rl/score_before_filter/mean",
-    "minimal_rl/groups_mixed",
+    "sample_filter/samples_dropped",
+    "sample_filter/padding_samples",
+    "sample_filter/samples_kept",
+    "sample_filter/accuracy_before_filter",
+    "sample_filter/score_before_filter/mean",
+    "sample_filter/groups_mixed",
 )
 COMPAT_WARNING = "has no `trl.experimental.ppo.AutoModelForCausalLMWithValueHead`"
 
@@ -103,20 +103,20 @@ def test_advantages_of_kept_samples(train_run, preset):
 
 
 def test_rejected_samples_are_dropped(train_run):
-    dropped = train_run.metric("minimal_rl/samples_dropped")
+    dropped = train_run.metric("sample_filter/samples_dropped")
     assert any(v > 0 for v in dropped.values()), dropped
     # what reaches the update: kept samples only (the rest of the batch is verl's loss-masked padding)
-    for step, kept in train_run.metric("minimal_rl/samples_in_update").items():
-        assert kept == train_run.metric("minimal_rl/samples_kept")[step]
+    for step, kept in train_run.metric("sample_filter/samples_in_update").items():
+        assert kept == train_run.metric("sample_filter/samples_kept")[step]
 
 
 def test_pre_filter_score_tells_the_truth_after_a_drop(train_run):
-    """verl's critic/score/mean sees only the kept samples (RAFT: +1 every step); minimal_rl/score_before_filter/mean
+    """verl's critic/score/mean sees only the kept samples (RAFT: +1 every step); sample_filter/score_before_filter/mean
     is the mean over everything generated, and differs from it whenever samples were dropped."""
-    dropped = train_run.metric("minimal_rl/samples_dropped")
-    before = train_run.metric("minimal_rl/score_before_filter/mean")
+    dropped = train_run.metric("sample_filter/samples_dropped")
+    before = train_run.metric("sample_filter/score_before_filter/mean")
     after = train_run.metric("critic/score/mean")
-    accuracy = train_run.metric("minimal_rl/accuracy_before_filter")
+    accuracy = train_run.metric("sample_filter/accuracy_before_filter")
     for step, n in dropped.items():
         assert before[step] == pytest.approx(2 * accuracy[step] - 1, abs=1e-6)  # scores are +-1
         if n > 0:
@@ -127,10 +127,10 @@ def test_dropped_rows_are_replaced_by_cheap_padding(train_run):
     """The sampler pads the shrunken batch to verl's row multiple itself, with 2-token rows; verl's own
     128-token padding rows would cost more than the dropped rows on these ~20-token samples."""
     for step, data in train_run.steps.items():
-        rows = data["minimal_rl/samples_in_update"] + data["minimal_rl/padding_samples"]
+        rows = data["sample_filter/samples_in_update"] + data["sample_filter/padding_samples"]
         assert rows % 32 == 0, (step, rows)  # one mini-batch of 8 prompts x 4
-        if data["minimal_rl/samples_dropped"] > 0:
-            assert data["minimal_rl/padding_samples"] == data["minimal_rl/samples_dropped"]
+        if data["sample_filter/samples_dropped"] > 0:
+            assert data["sample_filter/padding_samples"] == data["sample_filter/samples_dropped"]
             # verl's token count of the batch it trains on (dp = 1): every row within the prompt + response
             # limits, which a 128-token verl padding row is not
             assert data["global_seqlen/mean"] <= rows * (MAX_PROMPT_TOKENS + MAX_RESPONSE_TOKENS), (step, data["global_seqlen/mean"])

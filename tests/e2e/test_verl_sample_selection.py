@@ -40,12 +40,12 @@ def test_stock_grpo_keeps_its_estimator_and_loss(grpo_run):
 
 def test_zero_variance_groups_are_dropped_every_step(grpo_run):
     for step, data in grpo_run.steps.items():
-        uniform = data["minimal_rl/groups_all_correct"] + data["minimal_rl/groups_all_wrong"]
-        generated = data["minimal_rl/groups_generated"] * 4
+        uniform = data["sample_filter/groups_all_correct"] + data["sample_filter/groups_all_wrong"]
+        generated = data["sample_filter/groups_generated"] * 4
         # exactly the uniform groups' responses leave the update
-        assert data["minimal_rl/samples_dropped"] == pytest.approx(uniform * generated), step
-        assert data["minimal_rl/samples_in_update"] == pytest.approx(data["minimal_rl/groups_mixed"] * generated)
-    assert any(d["minimal_rl/samples_dropped"] > 0 for d in grpo_run.steps.values()), grpo_run.metric("minimal_rl/samples_dropped")
+        assert data["sample_filter/samples_dropped"] == pytest.approx(uniform * generated), step
+        assert data["sample_filter/samples_in_update"] == pytest.approx(data["sample_filter/groups_mixed"] * generated)
+    assert any(d["sample_filter/samples_dropped"] > 0 for d in grpo_run.steps.values()), grpo_run.metric("sample_filter/samples_dropped")
 
 
 def test_kept_groups_carry_grpo_advantages(grpo_run):

@@ -21,6 +21,7 @@ from minimal_rl.algorithms import (
     group_statistics,
     signed_rewards,
 )
+from minimal_rl.metrics import SHARED
 from minimal_rl.table import ALGORITHMS, GROUP_DEPENDENT_WEIGHTS, SAMPLE_FILTERS, WEIGHT_EQUATIONS, get_algorithm
 
 UIDS = np.array(worked_example_uids(), dtype=object)
@@ -100,6 +101,8 @@ def test_group_kinds_and_metrics():
     assert m["accuracy_before_filter"] == pytest.approx(0.5)  # before filtering
     assert m["score_before_filter/mean"] == pytest.approx(0.5)
     assert m["tokens_kept"] == sum(range(5, 17))
+    assert m["groups_generated"] == 5.0
+    assert set(m) == set(SHARED)  # the names both plugins log (`minimal_rl.metrics`)
     assert m["tokens_kept_frac"] == pytest.approx(sum(range(5, 17)) / sum(range(1, 21)))
 
 

@@ -51,7 +51,7 @@ def test_filter_none_is_stock_grpo(tmp_path, tiny_tokenizer):
     assert b1["num_items_in_batch"] == b2["num_items_in_batch"]
     for name in g1:
         torch.testing.assert_close(g1[name], g2[name], msg=name)
-    assert none._metrics["train"]["minimal_rl/samples_kept_frac"][-1] == 1.0
+    assert none._metrics["train"]["sample_filter/samples_kept_frac"][-1] == 1.0
 
 
 @pytest.mark.parametrize("scale_rewards", ["group", "batch", "none"])

@@ -20,6 +20,7 @@ from trl_ext.version import SKIP_CHECK_ENV, check_trl_version
 
 from mrl_testing import HAND_WEIGHTS, NUM_GENERATIONS, PROMPT_CORRECT, build_model, make_fixed_reward, tiny_config
 
+from minimal_rl.metrics import HOST_NAMES, PREFIX, SHARED
 from minimal_rl.table import ALGORITHMS
 
 # The weights through TRL must be the hand-computed ones of the worked example, for every algorithm the
@@ -143,12 +144,12 @@ def test_worked_example_weights_through_the_trainer(tmp_path, tiny_tokenizer, al
     # the drop-exact losses divide by the kept tokens of the generation batch, not all tokens
     assert batch["num_items_in_batch"].item() == loss_mask.sum().item()
     metrics = trainer._metrics["train"]
-    kinds = [metrics[f"minimal_rl/groups_{kind}"][-1] for kind in ("all_correct", "all_wrong", "mixed")]
+    kinds = [metrics[f"sample_filter/groups_{kind}"][-1] for kind in ("all_correct", "all_wrong", "mixed")]
     assert kinds == pytest.approx([0.2, 0.2, 0.6])
-    assert metrics["minimal_rl/samples_kept"][-1] == float(batch["tool_mask"].any(dim=1).sum())
-    assert metrics["minimal_rl/tokens_kept"][-1] == float(loss_mask.sum())
-    assert metrics["minimal_rl/accuracy_before_filter"][-1] == pytest.approx(0.5)
-    assert metrics["minimal_rl/score_before_filter/mean"][-1] == pytest.approx(0.5)
+    assert metrics["sample_filter/samples_kept"][-1] == float(batch["tool_mask"].any(dim=1).sum())
+    assert metrics["sample_filter/tokens_kept"][-1] == float(loss_mask.sum())
+    assert metrics["sample_filter/accuracy_before_filter"][-1] == pytest.approx(0.5)
+    assert metrics["sample_filter/score_before_filter/mean"][-1] == pytest.approx(0.5)
 
 
 def test_positive_threshold_and_raw_mapping(tmp_path, tiny_tokenizer):
@@ -267,9 +268,19 @@ def test_mask_and_hard_drop_same_update_through_train_with_micro_batches(tmp_pat
         trainer.train()
         deltas[hard_drop] = {n: (p.detach() - dict(model.named_parameters())[n].detach()) for n, p in trainer.model.named_parameters()}
         if hard_drop:
-            assert trainer.state.log_history[0]["minimal_rl/rows_per_rank"] < 20
+            assert trainer.state.log_history[0]["sample_filter/rows_per_rank"] < 20
     assert any(float(d.abs().max()) > 0 for d in deltas[False].values())
     assert_same_gradients(deltas[False], deltas[True], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("hard_drop", [False, True])
+def test_logs_exactly_the_metric_vocabulary(tmp_path, tiny_tokenizer, hard_drop):
+    """The names of `minimal_rl.metrics`, no other: the shared ones always, the TRL-only ones with a hard drop."""
+    trainer = make_trainer("raft", tiny_tokenizer, tmp_path, hard_drop=hard_drop)
+    generate(trainer)
+    logged = {k.removeprefix(PREFIX) for k in trainer._metrics["train"] if k.startswith(PREFIX)}
+    assert logged == (HOST_NAMES["trl"] if hard_drop else set(SHARED))
+    assert not any(k.startswith("minimal_rl/") for k in trainer._metrics["train"])  # the old names, reduced with min
 
 
 # ---------------------------------------------------------------------------------------------- edge cases
@@ -286,9 +297,9 @@ def test_step_where_every_group_is_rejected(tmp_path, tiny_tokenizer, hard_drop)
     )
     trainer.train()
     logs = trainer.state.log_history[0]
-    assert logs["loss"] == 0.0 and logs["minimal_rl/samples_kept"] == 0.0 and logs["minimal_rl/groups_all_wrong"] == 1.0
+    assert logs["loss"] == 0.0 and logs["sample_filter/samples_kept"] == 0.0 and logs["sample_filter/groups_all_wrong"] == 1.0
     if hard_drop:
-        assert logs["minimal_rl/rows_per_rank"] == 1.0 and logs["minimal_rl/filler_rows"] == 1.0
+        assert logs["sample_filter/rows_per_rank"] == 1.0 and logs["sample_filter/filler_rows"] == 1.0
     for name, value in trainer.model.state_dict().items():
         torch.testing.assert_close(value, before[name], msg=name)  # zero gradient, no change
 
@@ -308,6 +319,6 @@ def test_evaluation_uses_the_same_selection(tmp_path, tiny_tokenizer, hard_drop)
     trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, hard_drop=hard_drop,
                            per_device_eval_batch_size=NUM_GENERATIONS * len(PROMPT_CORRECT))
     metrics = trainer.evaluate(Dataset.from_dict({"prompt": list(PROMPT_CORRECT)}))
-    assert metrics["eval_minimal_rl/groups_mixed"] == pytest.approx(0.6)
-    assert metrics["eval_minimal_rl/samples_kept"] == 12.0
+    assert metrics["eval_sample_filter/groups_mixed"] == pytest.approx(0.6)
+    assert metrics["eval_sample_filter/samples_kept"] == 12.0
     assert math.isfinite(metrics["eval_loss"])

@@ -77,7 +77,7 @@ def check_filtered_grpo(model, tokenizer, out_dir, start, rank):
         if not hard_drop:
             assert kept == ({"g0", "g1"} if rank == 0 else {"g1"}), (rank, kept)
         logs = trainer.state.log_history[0]
-        assert logs["minimal_rl/samples_kept"] == 8.0 and logs["minimal_rl/groups_all_wrong"] == 1 / 3, logs
+        assert logs["sample_filter/samples_kept"] == 8.0 and logs["sample_filter/groups_all_wrong"] == 1 / 3, logs
         updates[hard_drop] = {n: params[n] - start[n] for n in start}
     assert any(float(u.abs().max()) > 0 for u in updates[False].values())
     for name in start:
@@ -104,13 +104,13 @@ def main(out_dir: Path) -> None:
             got = sorted((p.replace(" ", ""), round(w), k) for p, w, k in zip(prompts, weights, kept))
             expected = sorted(EXPECTED[algorithm, hard_drop][rank])
             assert got == expected, f"{algorithm} hard_drop={hard_drop} rank {rank}: {got} != {expected}"
-            logs = {k: v for k, v in trainer.state.log_history[0].items() if k.startswith("minimal_rl/") or k == "loss"}
+            logs = {k: v for k, v in trainer.state.log_history[0].items() if k.startswith("sample_filter/") or k == "loss"}
             all_logs = gather_object([logs])
             assert all_logs[0] == all_logs[1], f"ranks logged different metrics: {all_logs}"
-            assert logs["minimal_rl/groups_mixed"] == (2 / 3), logs  # g0 and g1 are mixed, judged on gathered rewards
+            assert logs["sample_filter/groups_mixed"] == (2 / 3), logs  # g0 and g1 are mixed, judged on gathered rewards
             updates[hard_drop] = {n: params[n] - start[n] for n in start}
             if hard_drop and algorithm == "raft":
-                assert logs["minimal_rl/filler_rows"] == 1.0, logs
+                assert logs["sample_filter/filler_rows"] == 1.0, logs
         assert any(float(u.abs().max()) > 0 for u in updates[False].values())
         for name in start:
             torch.testing.assert_close(updates[False][name], updates[True][name], rtol=1e-4, atol=1e-7, msg=name)
@@ -119,7 +119,7 @@ def main(out_dir: Path) -> None:
 
     for hard_drop in (False, True):  # every group rejected: no crash, no update
         trainer, batch, params = train_one_step("raft", model, tokenizer, out_dir / f"wrong-{hard_drop}", ALL_WRONG, hard_drop)
-        assert trainer.state.log_history[0]["minimal_rl/samples_kept"] == 0.0
+        assert trainer.state.log_history[0]["sample_filter/samples_kept"] == 0.0
         for name in start:
             torch.testing.assert_close(params[name], start[name], msg=name)
 

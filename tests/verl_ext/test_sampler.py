@@ -25,6 +25,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 from verl.workers.config import FSDPActorConfig  # noqa: E402
 
 from minimal_rl.algorithms import compute_weights  # noqa: E402
+from minimal_rl.metrics import HOST_NAMES, PREFIX  # noqa: E402
 from verl_ext import filter_state  # noqa: E402
 from verl_ext.filter_state import filter_mode_in_effect  # noqa: E402
 from verl_ext.options import GROUPED_VERL_ESTIMATORS  # noqa: E402
@@ -155,24 +156,24 @@ def test_drop_keeps_exactly_what_the_spec_says(algorithm):
     # Rejected trajectories are gone from TransferQueue; kept ones stay for the rest of the step.
     assert stored_keys() == expected
     # Pre-filter statistics: 1 all-correct, 1 all-wrong, 2 mixed groups; 8 of 16 responses correct.
-    assert metrics["minimal_rl/groups_all_correct"] == 0.25
-    assert metrics["minimal_rl/groups_all_wrong"] == 0.25
-    assert metrics["minimal_rl/groups_mixed"] == 0.5
-    assert metrics["minimal_rl/accuracy_before_filter"] == 0.5
-    assert metrics["minimal_rl/samples_kept"] == len(expected)
-    assert metrics["minimal_rl/samples_in_update"] == len(expected)
-    assert metrics["minimal_rl/samples_dropped"] == 16 - len(expected)
+    assert metrics["sample_filter/groups_all_correct"] == 0.25
+    assert metrics["sample_filter/groups_all_wrong"] == 0.25
+    assert metrics["sample_filter/groups_mixed"] == 0.5
+    assert metrics["sample_filter/accuracy_before_filter"] == 0.5
+    assert metrics["sample_filter/samples_kept"] == len(expected)
+    assert metrics["sample_filter/samples_in_update"] == len(expected)
+    assert metrics["sample_filter/samples_dropped"] == 16 - len(expected)
     lengths = {f"{u}_{s}_0": 4 + s + g for g, u in enumerate(uids) for s in range(4)}
-    assert metrics["minimal_rl/tokens_kept"] == sum(lengths[k] for k in expected)
-    assert metrics["minimal_rl/tokens_kept_frac"] == pytest.approx(
+    assert metrics["sample_filter/tokens_kept"] == sum(lengths[k] for k in expected)
+    assert metrics["sample_filter/tokens_kept_frac"] == pytest.approx(
         sum(lengths[k] for k in expected) / sum(lengths.values())
     )
-    assert metrics["minimal_rl/all_rejected"] == 0.0
+    assert metrics["sample_filter/all_rejected"] == 0.0
     # verl needs a multiple of 2 prompts x 4 responses = 8 rows: RAFT's 8 kept rows need no padding, 12 need 4,
     # which the sampler adds itself as 2-token rows (nothing is dropped: no padding either).
     padding = (-len(expected)) % 8 if len(expected) < 16 else 0
-    assert metrics["minimal_rl/padding_samples"] == padding == len(batch) - len(expected)
-    assert metrics["minimal_rl/mini_batches"] == -(-len(expected) // 8)
+    assert metrics["sample_filter/padding_samples"] == padding == len(batch) - len(expected)
+    assert metrics["sample_filter/optimizer_steps_per_epoch"] == -(-len(expected) // 8)
 
 
 def test_signed_scores_give_the_same_keep_as_binary():
@@ -185,15 +186,15 @@ def test_zero_mode_keeps_every_row_and_still_reports():
     uids = put_groups(EXAMPLE)
     batch, metrics = make_sampler("raft", filter_mode="zero").sample(global_steps=1, partition_id=PART, batch_size=4)
     assert set(batch.keys) == {f"{u}_{s}_0" for u in uids for s in range(4)}
-    assert metrics["minimal_rl/samples_kept"] == 8.0
-    assert metrics["minimal_rl/samples_in_update"] == 16.0
-    assert metrics["minimal_rl/samples_dropped"] == 0.0
+    assert metrics["sample_filter/samples_kept"] == 8.0
+    assert metrics["sample_filter/samples_in_update"] == 16.0
+    assert metrics["sample_filter/samples_dropped"] == 0.0
 
 
 def test_estimator_not_ours_filters_nothing():
     uids = put_groups(EXAMPLE)
     batch, metrics = make_sampler("gae").sample(global_steps=1, partition_id=PART, batch_size=4)
-    assert len(batch) == 16 and metrics["minimal_rl/samples_in_update"] == 16.0
+    assert len(batch) == 16 and metrics["sample_filter/samples_in_update"] == 16.0
     assert uids
 
 
@@ -204,10 +205,10 @@ def test_all_rejected_step_keeps_a_zero_weight_placeholder(caplog):
         batch, metrics = make_sampler("raft").sample(global_steps=1, partition_id=PART, batch_size=2)
     assert batch.keys == [f"{uids[1]}_2_0"]
     assert stored_keys() == {f"{uids[1]}_2_0"}
-    assert metrics["minimal_rl/all_rejected"] == 1.0
-    assert metrics["minimal_rl/placeholder_samples"] == 1.0
-    assert metrics["minimal_rl/samples_kept"] == 0.0
-    assert metrics["minimal_rl/tokens_kept_frac"] == 0.0
+    assert metrics["sample_filter/all_rejected"] == 1.0
+    assert metrics["sample_filter/placeholder_samples"] == 1.0
+    assert metrics["sample_filter/samples_kept"] == 0.0
+    assert metrics["sample_filter/tokens_kept_frac"] == 0.0
     assert any("every response of this step is rejected" in r.message for r in caplog.records)
     # The estimator's weight for the placeholder is 0 even on the shrunken batch (singleton all-wrong group).
     assert compute_weights(torch.tensor([0.0]), "raft", [uids[1]]).weights.tolist() == [0.0]
@@ -241,12 +242,12 @@ def test_refill_replaces_rejected_groups_and_counts_them():
     selected = {k.split("_")[0] for k in batch.keys}
     assert len(selected) == 2 and initial[1] in selected and initial[0] not in selected
     assert len(batch) == 8  # whole mixed groups
-    assert metrics["minimal_rl/refill_calls"] == len(rollout.calls)
-    assert metrics["minimal_rl/refill_prompts"] == sum(rollout.calls)
+    assert metrics["sample_filter/refill_calls"] == len(rollout.calls)
+    assert metrics["sample_filter/refill_prompts"] == sum(rollout.calls)
     assert metrics["training/filter_groups/evicted_samples"] >= 1
     # Pre-filter fractions count the evicted groups too.
-    assert metrics["minimal_rl/groups_generated"] > 2
-    assert metrics["minimal_rl/groups_all_correct"] > 0
+    assert metrics["sample_filter/groups_generated"] > 2
+    assert metrics["sample_filter/groups_all_correct"] > 0
     assert stored_keys() == set(batch.keys)  # evicted and surplus groups are cleared
 
 
@@ -290,7 +291,7 @@ def test_dapo_settings_pass_through_to_verls_buffer():
     assert metrics["training/filter_groups/evicted_samples"] == 1
     assert metrics["training/filter_groups/discarded_surplus_samples"] == 1
     assert stored_keys() == set(batch.keys)
-    assert metrics["minimal_rl/refill_prompts"] == 2  # verl's 2k, through our capped refill
+    assert metrics["sample_filter/refill_prompts"] == 2  # verl's 2k, through our capped refill
 
 
 def test_async_variant_drops_and_refills():
@@ -308,14 +309,14 @@ def test_async_variant_drops_and_refills():
     assert rollout.calls == [1]  # async: evict k, refill k
     selected = {k.split("_")[0] for k in batch.keys}
     assert selected == {initial[1], rollout.uids[0]}
-    assert metrics["minimal_rl/groups_all_wrong"] == pytest.approx(1 / 3)
+    assert metrics["sample_filter/groups_all_wrong"] == pytest.approx(1 / 3)
 
 
 def test_validation_partition_is_never_filtered():
     uids = put_groups([[0, 0, 0, 0]], partition="val")
     batch, metrics = make_sampler("raft").sample(global_steps=1, partition_id="val", batch_size=1)
     assert set(batch.keys) == {f"{uids[0]}_{s}_0" for s in range(4)}
-    assert not any(k.startswith("minimal_rl/") for k in metrics)
+    assert not any(k.startswith("sample_filter/") for k in metrics)
     tq.kv_clear(keys=list(batch.keys), partition_id="val")
 
 
@@ -399,7 +400,7 @@ def test_token_mean_loss_after_drop_is_the_loss_on_kept_samples():
     loss_padded = loss_on(kept_idx, drop_weights, extra_rows=8)  # verl pads 8 -> 16 rows
     loss_zero = loss_on(list(range(16)), zero_weights)
 
-    kept_frac = metrics["minimal_rl/tokens_kept_frac"]
+    kept_frac = metrics["sample_filter/tokens_kept_frac"]
     assert kept_frac == pytest.approx(mask[kept_idx].sum().item() / mask.sum().item())
     assert loss_drop.item() == pytest.approx(loss_alone.item(), rel=1e-6)
     assert loss_padded.item() == pytest.approx(loss_drop.item(), rel=1e-6)
@@ -450,8 +451,8 @@ def test_verl_builds_the_sampler_from_the_preset():
     sampler.poll_interval = 0.01
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
     assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
-    assert metrics["minimal_rl/groups_mixed"] == 0.5
-    assert settings.padding_multiple == 8 and metrics["minimal_rl/padding_samples"] == 0.0
+    assert metrics["sample_filter/groups_mixed"] == 0.5
+    assert settings.padding_multiple == 8 and metrics["sample_filter/padding_samples"] == 0.0
 
 
 def test_preset_refill_and_dapo_overrides_reach_the_sampler():
@@ -465,7 +466,7 @@ def test_preset_refill_and_dapo_overrides_reach_the_sampler():
     # The 2 uniform groups are evicted and refilled with 2k = 4 prompts (verl's sync DAPO rule); 4 of the 6
     # mixed groups are selected (ties in age are broken arbitrarily) and the surplus is discarded.
     assert len(selected) == 4 and selected <= {initial[1], initial[3], *rollout.uids}
-    assert metrics["minimal_rl/refill_prompts"] == 4
+    assert metrics["sample_filter/refill_prompts"] == 4
     assert metrics["training/filter_groups/discarded_surplus_samples"] == 2
     assert stored_keys() == set(batch.keys)
 
@@ -492,8 +493,8 @@ def test_multi_output_sessions_follow_their_final_output():
     tq.kv_batch_put(keys=[uid], partition_id=PART, tags=[{"is_prompt": True, "status": "finished", "global_steps": 1}])
     batch, metrics = make_sampler("raft").sample(global_steps=1, partition_id=PART, batch_size=1)
     assert set(batch.keys) == {f"{uid}_0_0", f"{uid}_0_1"}
-    assert metrics["minimal_rl/accuracy_before_filter"] == 0.5  # per session, not per output
-    assert metrics["minimal_rl/tokens_kept"] == 10.0
+    assert metrics["sample_filter/accuracy_before_filter"] == 0.5  # per session, not per output
+    assert metrics["sample_filter/tokens_kept"] == 10.0
 
 
 def test_no_rewards_at_sampling_time_means_nothing_is_dropped(caplog):
@@ -507,7 +508,7 @@ def test_no_rewards_at_sampling_time_means_nothing_is_dropped(caplog):
     with caplog.at_level(logging.WARNING, logger="verl_ext.sampler"):
         batch, metrics = make_sampler("raft").sample(global_steps=1, partition_id=PART, batch_size=1)
     assert set(batch.keys) == set(keys)
-    assert metrics["minimal_rl/filter_unavailable"] == 1.0
+    assert metrics["sample_filter/unavailable"] == 1.0
     assert any("no rm_scores at sampling time" in r.message for r in caplog.records)
 
 
@@ -543,8 +544,8 @@ def test_dropped_batch_is_padded_with_cheap_rows_verl_leaves_alone():
         global_steps=1, partition_id=PART, batch_size=4
     )
     assert real_keys(batch) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
-    assert len(batch) == 12 and metrics["minimal_rl/padding_samples"] == 4.0
-    assert metrics["minimal_rl/samples_in_update"] == 8.0
+    assert len(batch) == 12 and metrics["sample_filter/padding_samples"] == 4.0
+    assert metrics["sample_filter/samples_in_update"] == 8.0
     pads = [k for k, t in zip(batch.keys, batch.tags) if t.get("is_padding")]
     assert len(pads) == 4 and all(t["seq_len"] == PADDING_ROW_TOKENS for t in batch.tags if t.get("is_padding"))
     rows = tq.kv_batch_get(keys=pads, partition_id=PART)
@@ -564,7 +565,7 @@ def test_a_sample_filter_on_verls_own_estimator():
     assert (sampler.settings.algorithm, sampler.settings.sample_filter) == ("grpo", "drop_uniform")
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
     assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
-    assert metrics["minimal_rl/samples_dropped"] == 8.0
+    assert metrics["sample_filter/samples_dropped"] == 8.0
     # without a filter, verl's estimators lose nothing
     tq.kv_clear(keys=list(batch.keys), partition_id=PART)
     put_groups(EXAMPLE)
@@ -588,7 +589,7 @@ def test_every_grouped_verl_estimator_takes_a_filter(estimator):
     assert (sampler.settings.algorithm, sampler.settings.sample_filter) == ("grpo", "drop_uniform")
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=4)
     assert set(batch.keys) == keys_of(uids, 1, range(4)) | keys_of(uids, 3, range(4))
-    assert metrics["minimal_rl/samples_dropped"] == 8.0
+    assert metrics["sample_filter/samples_dropped"] == 8.0
     tq.kv_clear(keys=list(batch.keys), partition_id=PART)
 
     kept_rewards = [float(x) for g in (EXAMPLE[1], EXAMPLE[3]) for x in g]
@@ -656,7 +657,7 @@ def test_stock_estimator_with_drop_uniform_changes_only_the_token_mean_denominat
     (g_full,) = torch.autograd.grad(loss(list(range(16)), full_adv), log_prob)
     (g_drop,) = torch.autograd.grad(loss(kept_idx, drop_adv), log_prob)
     ratio = mask.sum() / mask[kept_idx].sum()
-    assert ratio > 1.0 and metrics["minimal_rl/tokens_kept_frac"] == pytest.approx(1 / ratio.item())
+    assert ratio > 1.0 and metrics["sample_filter/tokens_kept_frac"] == pytest.approx(1 / ratio.item())
     torch.testing.assert_close(g_drop, g_full * ratio, rtol=1e-5, atol=1e-7)
 
 
@@ -669,4 +670,44 @@ def test_refill_with_a_filter_on_verls_own_estimator():
     selected = {k.split("_")[0] for k in batch.keys}
     # the all-correct group is evicted; 2 of the mixed ones (the initial and the refilled, equal in age) remain
     assert len(selected) == 2 and initial[0] not in selected and selected <= {initial[1], *rollout.uids}
-    assert metrics["minimal_rl/refill_prompts"] >= 1 and metrics["minimal_rl/groups_all_correct"] > 0
+    assert metrics["sample_filter/refill_prompts"] >= 1 and metrics["sample_filter/groups_all_correct"] > 0
+
+
+def test_logs_exactly_the_metric_vocabulary():
+    """Over a drop (with padding), an all-rejected step, a refill and a step without rewards, the sampler logs the
+    verl names of `minimal_rl.metrics` and no other."""
+    logged = set()
+
+    def names(metrics):
+        ours = {k.removeprefix(PREFIX) for k in metrics if k.startswith(PREFIX)}
+        assert ours <= HOST_NAMES["verl"] and not any(k.startswith("minimal_rl/") for k in metrics), metrics
+        logged.update(ours)
+        return ours
+
+    put_groups(EXAMPLE)
+    batch, metrics = make_sampler("reinforce_rej", ppo_mini_batch_size=3, rollout_n=4).sample(
+        global_steps=1, partition_id=PART, batch_size=4
+    )
+    assert metrics[PREFIX + "padding_samples"] == 4.0 and "optimizer_steps_per_epoch" in names(metrics)
+    tq.kv_clear(keys=list(batch.keys), partition_id=PART)
+
+    put_groups([[0, 0, 0, 0]])
+    batch, metrics = make_sampler("raft").sample(global_steps=1, partition_id=PART, batch_size=1)
+    assert metrics[PREFIX + "all_rejected"] == 1.0 and "placeholder_samples" in names(metrics)
+    tq.kv_clear(keys=list(batch.keys), partition_id=PART)
+
+    put_groups([[1, 1, 1, 1], [0, 1, 0, 0]])
+    sampler = make_sampler("reinforce_rej", filter_mode="refill", refill_fn=Rollout([[1, 0, 0, 0]]), train_batch_size=2)
+    batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=2)
+    assert {"refill_calls", "refill_prompts", "refill_batches"} <= names(metrics)
+    tq.kv_clear(keys=list(batch.keys), partition_id=PART)
+
+    uid = uuid.uuid4().hex  # no rm_scores yet
+    fields = [{"responses": torch.arange(4), "response_mask": torch.ones(4, dtype=torch.int64)}]
+    tags = [{"status": "success", "prompt_len": 3, "response_len": 4, "seq_len": 7, "global_steps": 1}]
+    tq.kv_batch_put(keys=[f"{uid}_0_0"], partition_id=PART, fields=list_of_dict_to_tensordict(fields), tags=tags)
+    tq.kv_batch_put(keys=[uid], partition_id=PART, tags=[{"is_prompt": True, "status": "finished", "global_steps": 1}])
+    _, metrics = make_sampler("raft").sample(global_steps=1, partition_id=PART, batch_size=1)
+    assert names(metrics) == {"unavailable"}
+
+    assert logged == HOST_NAMES["verl"]

@@ -15,7 +15,7 @@ class FilteredGRPOTrainer(SampleSelectionTrainer):
 
     Hooks overridden w.r.t. [`~trl.GRPOTrainer`]: only `_calculate_rewards` and `_generate_and_score_completions`
     (from `SampleSelectionTrainer`): the advantages stay GRPO's; the keep mask of `sample_filter` zeroes the loss
-    mask of rejected samples, `num_items_in_batch` counts the kept tokens, and `minimal_rl/*` metrics are logged.
+    mask of rejected samples, `num_items_in_batch` counts the kept tokens, and `sample_filter/*` metrics are logged.
     For GRPO with `beta=0` the dropped zero-variance groups carry zero advantage, so under `loss_type="dapo"` the
     drop changes only the denominator (the kept tokens instead of all tokens: no dilution).
 
@@ -28,7 +28,7 @@ class FilteredGRPOTrainer(SampleSelectionTrainer):
                               sample_filter="drop_uniform")  # zero-variance groups leave the update
     # was: trainer = GRPOTrainer(model, reward_funcs=my_reward, args=args, train_dataset=my_dataset)
     trainer = FilteredGRPOTrainer(model, reward_funcs=my_reward, args=args, train_dataset=my_dataset)
-    trainer.train()  # logs minimal_rl/groups_*, minimal_rl/samples_kept_frac, ... every step
+    trainer.train()  # logs sample_filter/groups_*, sample_filter/samples_kept_frac, ... every step
     ```
     """
 

@@ -3,7 +3,7 @@
     assets = build_demo_assets(folder)                       # once per session (conftest fixture)
     run = run_main_ppo("reinforce_rej", assets, run_dir, steps=3, extra_overrides=["trainer.save_freq=3"])
     run.check()                                              # exit 0, else the output's tail
-    run.metric("minimal_rl/samples_dropped")                 # {1: 12.0, 2: 8.0, 3: 4.0}
+    run.metric("sample_filter/samples_dropped")                 # {1: 12.0, 2: 8.0, 3: 4.0}
     resumed = run_main_ppo("reinforce_rej", assets, run_dir2, steps=1, resume=run)
 
 Per-step metrics come from verl's own ``file`` logger backend (``trainer.logger=[console,file]``,
