@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from minimal_rl.filtering import resolve_threshold, uniform_groups, uniform_on_raw_reward
+from minimal_rl.filtering import resolve_threshold, uniform_basis, uniform_groups
 from minimal_rl.table import (  # noqa: F401 (ALGORITHMS, SAMPLE_FILTERS: re-exported)
     ALGORITHMS,
     BINARY_SCALE_WEIGHTS,
@@ -407,8 +407,8 @@ def compute_weights(
     rewards = map_rewards(scores, correct, reward_mapping)
     if spec.weights in BINARY_SCALE_WEIGHTS and reward_mapping == "signed":
         rewards = correct.to(torch.float32)  # Reinforce-Ada's 0/1 scale
-    # Uniform = all equal in what the update weighs: the mapped reward r, or the raw one for the host's GRPO advantages.
-    uniform = uniform_groups(scores if uniform_on_raw_reward(spec) else rewards, index, num_groups)
+    basis = uniform_basis(spec, scores, rewards, correct, threshold_given=positive_threshold is not None)
+    uniform = uniform_groups(basis, index, num_groups)
     stats = group_statistics(correct, index, num_groups, uniform)
     keep = keep_fn(correct, stats)
     weights = WEIGHTS[spec.weights](rewards, index, stats).to(torch.float32)

@@ -4,7 +4,8 @@ The paper's filters were written for a verifier's 0/1 or -1/+1 scores (Xiong et 
 Users also pass reward models (scores like -1.6 ... -4.2) and shaped rewards (``len(completion)``). There:
 
 - a *uniform* group (``drop_uniform``) is one whose rewards are all equal, zero variance, so it carries no signal
-  for a group baseline (`uniform_groups`). For a binary reward that is exactly "all correct or all wrong";
+  for a group baseline (`uniform_groups`). For a binary reward that is exactly "all correct or all wrong", and where
+  the user gives a threshold the Reinforce rows keep the paper's meaning, all correct or all wrong (`uniform_basis`);
 - a *correct* response is ``score > positive_threshold`` (``drop_wrong``, ``drop_all_wrong``, ``drop_all_correct``
   and the +-1 weights of the Reinforce rows). The default threshold 0.0 fits binary rewards only: for any other
   reward `resolve_threshold` refuses to guess and asks for an explicit ``positive_threshold``;
@@ -41,6 +42,19 @@ def uniform_on_raw_reward(spec: AlgorithmSpec) -> bool:
     than on the mapped reward r the table's weights use (+-1 or 0/1 from correctness under ``signed``, the raw
     reward under ``raw``)."""
     return spec.family == "grpo"
+
+
+def uniform_basis(
+    spec: AlgorithmSpec, scores: torch.Tensor, rewards: torch.Tensor, correct: torch.Tensor, threshold_given: bool
+) -> torch.Tensor:
+    """The values whose equality within a group makes it uniform: the raw reward for the ``grpo`` row (GRPO's
+    advantages are 0 exactly there); correctness where a threshold applies (given, or a binary reward: the paper's
+    all-correct / all-wrong); otherwise the mapped reward r (``raw`` mapping of a non-binary reward)."""
+    if uniform_on_raw_reward(spec):
+        return scores
+    if threshold_given or is_binary_reward(scores):
+        return correct.to(torch.float32)
+    return rewards
 
 
 def needs_threshold(spec: AlgorithmSpec, sample_filter: str, reward_mapping: str) -> bool:

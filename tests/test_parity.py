@@ -99,16 +99,13 @@ def test_verl_and_trl_give_identical_weights_and_keep_masks(tmp_path, algorithm,
     # The keep masks both frameworks apply come from the same place; check it against the spec's rules.
     threshold = options.get("positive_threshold", 0.0)
     kinds = {p: (sum(s > threshold for s in v)) for p, v in table.items()}
-    # uniform = all equal in the reward the weights use: the raw score under "raw", correctness under "signed"
-    raw = options.get("reward_mapping") == "raw"
-    signal = {p: len(set(v)) > 1 if raw else 0 < kinds[p] < N for p, v in table.items()}
     chosen = sample_filter or ALGORITHMS[algorithm].sample_filter
     assert chosen in SAMPLE_FILTERS
     for i, r in enumerate(rows):
         k = kinds[r["prompt"]]
         correct = table[r["prompt"]][i % N] > threshold
         expected_keep = {
-            "none": True, "drop_wrong": correct, "drop_uniform": signal[r["prompt"]], "drop_all_wrong": k > 0,
+            "none": True, "drop_wrong": correct, "drop_uniform": 0 < k < N, "drop_all_wrong": k > 0,
             "drop_all_correct": k < N,
         }[chosen]
         assert bool(trl_keep[i]) == expected_keep, (r["prompt"], i, algorithm)

@@ -132,3 +132,13 @@ def test_empty_selection_is_said_loudly_with_the_reward_range(caplog):
     assert sum("kept NO sample" in r.getMessage() for r in caplog.records) == 3
     assert watch.observe(1, scores, "drop_wrong", 0.0, "trl") is None and watch.streak == 0
     assert [watch.observe(0, scores, "drop_wrong", 0.0, "trl") for _ in range(2)] == [None, None]
+
+
+def test_a_given_threshold_keeps_the_papers_meaning_of_uniform():
+    """With a threshold, the Reinforce rows' uniform is all correct / all wrong (paper Sec. 4), whatever the
+    spread of the raw rewards; GRPO's stays zero variance of the raw reward."""
+    scores, uids = flat(REWARD_MODEL)
+    rej = compute_weights(scores, "reinforce_rej", uids, positive_threshold=-1.0, reward_mapping="raw")
+    assert not rej.keep.any()  # every response is wrong at -1.0, though rewards differ within groups
+    grpo = compute_weights(scores, "grpo", uids, sample_filter="drop_uniform", positive_threshold=-1.0)
+    assert grpo.keep.tolist() == [True] * 4 + [False] * 4 + [True] * 4
