@@ -19,3 +19,12 @@ def test_adaptive_algorithms_are_a_usage_error_naming_what_is_missing(tmp_path, 
     err = capsys.readouterr().err
     assert "needs adaptive multi-round sampling" in err and "trl_ext has no adaptive sampling" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_train_settings_refuse_them_too():
+    from minimal_rl_app.main_job import TRAINABLE, TrainSettings
+
+    assert not set(ADAPTIVE) & set(TRAINABLE)
+    for name in ADAPTIVE:
+        with pytest.raises(ValueError, match="needs adaptive multi-round sampling"):
+            TrainSettings(algorithm=name)
