@@ -150,7 +150,8 @@ class EmptySelectionWatch:
         seen = f"{self.low:.4g} … {self.high:.4g}" if self.low <= self.high else "no finite reward"
         message = (
             f"minimal-rl ({host}): sample filter {sample_filter!r} kept NO sample for {self.streak} steps in a row: "
-            f"the updates train on nothing. Rewards seen in those steps: {seen}; positive_threshold={positive_threshold:g} "
+            f"the updates train on nothing. Rewards seen in those steps: {seen}; "
+            f"positive_threshold={positive_threshold:g} "
             "(correct iff reward > threshold). If the reward is not a 0/1 or -1/+1 verifier, set positive_threshold "
             "to fit it; if the task is too hard or too easy for the model, use a filter that keeps more."
         )

@@ -271,7 +271,8 @@ class BatchSelection:
         sessions = [records[s] for s in names]
         result = settings.weights([s.score for s in sessions], [s.uid for s in sessions])
         keep_session = dict(zip(names, result.keep.tolist(), strict=True))
-        self.empty_watch.observe(int(result.keep.sum()), result.scores, settings.sample_filter, result.positive_threshold, "verl")
+        kept, threshold = int(result.keep.sum()), result.positive_threshold
+        self.empty_watch.observe(kept, result.scores, settings.sample_filter, threshold, "verl")
         # Pre-filter statistics over everything generated for this step, refilled-away groups included.
         everything = [*evicted, *sessions]
         pre = settings.weights([s.score for s in everything], [s.uid for s in everything]) if evicted else result
