@@ -4,6 +4,8 @@ This package is the framework-free core (torch and numpy only; never verl, TRL o
 
     minimal_rl.table        the one table of algorithms and sample filters (standard library only)
     minimal_rl.algorithms   group statistics, one function per weight equation and per filter, the RAFT loss
+    minimal_rl.filtering    what a filter means for the reward given (uniform, thresholds, the empty-step warning)
+    minimal_rl.adaptive     Reinforce-Ada's rules (arXiv 2510.04996): exit, keep, fallback, pool baseline, rounds
     minimal_rl.reward       the Math-Verify reward (+1 / -1)
     minimal_rl.prompts      the paper's prompt template
     minimal_rl.data         answer normalisation and the verl / TRL row formats

@@ -5,8 +5,8 @@ Everything here works on one flat batch of B responses with a group id per respo
 the same prompt share a group id). The pipeline, top to bottom:
 
     group_index        group ids            -> contiguous group index per response (0..G-1)
-    correctness        raw scores           -> c_i = [s_i > positive_threshold]
-    group_statistics   c, group index       -> size, correct count and kind of every group
+    correctness        raw scores           -> c_i = [s_i > positive_threshold]  (threshold: `minimal_rl.filtering`)
+    group_statistics   c, group index       -> size, correct count, kind and uniformity of every group
     signed_rewards     c                    -> r_i = +1 / -1                (paper, Sec. 2)
     *_weights          r, group statistics  -> per-sample weight A_i        (paper, Sec. 3, Table 1)
     keep_mask          c, group statistics  -> which samples the update may use
@@ -25,8 +25,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from minimal_rl.filtering import resolve_threshold, uniform_basis, uniform_groups
 from minimal_rl.table import (  # noqa: F401 (ALGORITHMS, SAMPLE_FILTERS: re-exported)
     ALGORITHMS,
+    BINARY_SCALE_WEIGHTS,
     SAMPLE_FILTERS,
     check_filter_fits,
     get_algorithm,
@@ -131,12 +133,14 @@ def correctness(scores: torch.Tensor, positive_threshold: float = 0.0, nan_polic
 
 @dataclass
 class GroupStatistics:
-    """Per-group statistics; every tensor has shape (G,) except ``kind_per_sample`` (B,)."""
+    """Per-group statistics; every tensor has shape (G,) except the ``*_per_sample`` ones (B,)."""
 
     size: torch.Tensor  # responses in the group
     num_correct: torch.Tensor
     kind: torch.Tensor  # ALL_CORRECT / ALL_WRONG / MIXED
     kind_per_sample: torch.Tensor
+    uniform: torch.Tensor  # bool: the group's rewards are all equal (for a binary reward: kind != MIXED)
+    uniform_per_sample: torch.Tensor
 
     @property
     def num_groups(self) -> int:
@@ -148,10 +152,13 @@ class GroupStatistics:
         return {name: float((self.kind == code).sum()) / g for code, name in KIND_NAMES.items()}
 
 
-def group_statistics(correct: torch.Tensor, index: torch.Tensor, num_groups: int) -> GroupStatistics:
+def group_statistics(
+    correct: torch.Tensor, index: torch.Tensor, num_groups: int, uniform: torch.Tensor | None = None
+) -> GroupStatistics:
     """Size, correct count and kind of every group (paper, Sec. 3: all-correct / all-wrong / mixed).
 
-    A group of one response is all-correct or all-wrong by definition.
+    A group of one response is all-correct or all-wrong by definition. ``uniform``: (G,) groups whose rewards are all
+    equal (`minimal_rl.filtering.uniform_groups`); by default the all-correct and all-wrong ones (a binary reward).
     """
     index = index.to(correct.device)
     size = torch.bincount(index, minlength=num_groups)
@@ -159,7 +166,8 @@ def group_statistics(correct: torch.Tensor, index: torch.Tensor, num_groups: int
     kind = torch.full((num_groups,), MIXED, dtype=torch.long, device=correct.device)
     kind[num_correct == size] = ALL_CORRECT
     kind[num_correct == 0] = ALL_WRONG
-    return GroupStatistics(size=size, num_correct=num_correct, kind=kind, kind_per_sample=kind[index])
+    uniform = (kind != MIXED) if uniform is None else uniform.to(device=correct.device, dtype=torch.bool)
+    return GroupStatistics(size, num_correct, kind, kind[index], uniform, uniform[index])
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,6 +240,13 @@ def mean_zero_weights(rewards: torch.Tensor, index: torch.Tensor, stats: GroupSt
     return rewards - group_mean(rewards, index, stats)
 
 
+def pool_centred_weights(rewards: torch.Tensor, index: torch.Tensor, stats: GroupStatistics) -> torch.Tensor:
+    """Reinforce-Ada (arXiv 2510.04996, Sec. 3): A_i = c_i - mean_pool(c), c on the 0/1 scale, no std. On a batch
+    whose groups are whole pools (every response sampled for the prompt); `minimal_rl.adaptive.pool_baseline` takes
+    the pool apart from the kept responses."""
+    return rewards - group_mean(rewards, index, stats)
+
+
 def grpo_weights(rewards: torch.Tensor, index: torch.Tensor, stats: GroupStatistics, eps: float = 1e-6) -> torch.Tensor:
     """GRPO reference: A_i = (r_i - mean_group) / (std_group + eps), unbiased std (paper, Eq. 6)."""
     return (rewards - group_mean(rewards, index, stats)) / (group_std(rewards, index, stats) + eps)
@@ -264,8 +279,9 @@ def drop_all_correct_groups(correct: torch.Tensor, stats: GroupStatistics) -> to
 
 def drop_uniform_groups(correct: torch.Tensor, stats: GroupStatistics) -> torch.Tensor:
     """Filter ``drop_uniform`` (Reinforce-Rej, paper Sec. 4: "filter out prompts with all-correct and all-wrong
-    responses"): only mixed groups. For binary rewards these are exactly GRPO's zero-variance groups."""
-    return stats.kind_per_sample == MIXED
+    responses"): only the groups whose rewards differ (GRPO's zero-variance groups leave). For a binary reward these
+    are exactly the mixed groups; for any other reward, the groups with a signal for a group baseline."""
+    return ~stats.uniform_per_sample
 
 
 # The functions behind the names of `minimal_rl.table` (a test checks that both name the same set).
@@ -275,6 +291,7 @@ WEIGHTS: dict[str, Callable[[torch.Tensor, torch.Tensor, GroupStatistics], torch
     "signed_over_std": reinforce_rej_std_weights,
     "mean_centred": mean_zero_weights,
     "grpo": grpo_weights,
+    "pool_centred": pool_centred_weights,
 }
 FILTERS: dict[str, Callable[[torch.Tensor, GroupStatistics], torch.Tensor]] = {
     "none": keep_everything,
@@ -314,6 +331,7 @@ class WeightResult:
     rewards: torch.Tensor  # (B,) the mapped rewards r_i
     index: torch.Tensor  # (B,) group index
     stats: GroupStatistics
+    positive_threshold: float = 0.0  # the threshold applied (the explicit one, or 0.0 for a binary reward)
 
     def metrics(self, response_lengths: torch.Tensor | None = None) -> dict[str, float]:
         """Selection metrics (spec: "Metrics every trainer logs each step"), un-prefixed: the shared names of
@@ -347,7 +365,7 @@ def compute_weights(
     *,
     group_size: int | None = None,
     sample_filter: str | None = None,
-    positive_threshold: float = 0.0,
+    positive_threshold: float | None = None,
     reward_mapping: str = "signed",
     nan_policy: str = "wrong",
 ) -> WeightResult:
@@ -358,8 +376,11 @@ def compute_weights(
         algorithm: a key of `minimal_rl.table.ALGORITHMS` (``raft``, ``raft_pp``, ``reinforce_rej``, ...).
         group_ids: (B,) prompt id of every response; or give ``group_size`` for consecutive chunks.
         sample_filter: a key of `minimal_rl.table.SAMPLE_FILTERS` replacing the algorithm's default filter.
-        positive_threshold: a response is correct iff its score is strictly above this.
-        reward_mapping: ``signed`` (+-1, the paper) or ``raw`` (the fork's pass-through).
+        positive_threshold: a response is correct iff its score is strictly above this. None: 0.0 for a binary
+            reward ({0,1} or {-1,+1}); any other reward then raises if a decision depends on correctness
+            (`minimal_rl.filtering.resolve_threshold`).
+        reward_mapping: ``signed`` (+-1, the paper; 0/1 for Reinforce-Ada's pool baseline) or ``raw`` (the fork's
+            pass-through).
         nan_policy: ``wrong`` (NaN counts as wrong, logged) or ``error``.
 
     Returns a `WeightResult`; ``weights`` is already 0 wherever ``keep`` is False, so a framework that
@@ -381,12 +402,18 @@ def compute_weights(
     else:
         index, num_groups = group_index_from_size(scores.numel(), int(group_size))
     index = index.to(scores.device)
-    correct = correctness(scores, positive_threshold, nan_policy)
-    stats = group_statistics(correct, index, num_groups)
+    threshold = resolve_threshold(scores, positive_threshold, spec, chosen, reward_mapping)
+    correct = correctness(scores, threshold, nan_policy)
     rewards = map_rewards(scores, correct, reward_mapping)
+    if spec.weights in BINARY_SCALE_WEIGHTS and reward_mapping == "signed":
+        rewards = correct.to(torch.float32)  # Reinforce-Ada's 0/1 scale
+    basis = uniform_basis(spec, scores, rewards, correct, threshold_given=positive_threshold is not None)
+    uniform = uniform_groups(basis, index, num_groups)
+    stats = group_statistics(correct, index, num_groups, uniform)
     keep = keep_fn(correct, stats)
     weights = WEIGHTS[spec.weights](rewards, index, stats).to(torch.float32)
     weights = torch.where(keep, weights, torch.zeros_like(weights))
     return WeightResult(
-        weights=weights, keep=keep, correct=correct, scores=scores, rewards=rewards, index=index, stats=stats
+        weights=weights, keep=keep, correct=correct, scores=scores, rewards=rewards, index=index, stats=stats,
+        positive_threshold=threshold,
     )

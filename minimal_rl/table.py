@@ -1,5 +1,6 @@
 """The one table of minimal-rl: every algorithm of Xiong et al., "A Minimalist Approach to LLM Reasoning:
-from Rejection Sampling to Reinforce" (arXiv 2504.11343), and every sample filter, with their properties.
+from Rejection Sampling to Reinforce" (arXiv 2504.11343), the two of its follow-up Reinforce-Ada (arXiv 2510.04996),
+and every sample filter, with their properties.
 
 An algorithm is a (weights, sample filter, loss) triple (spec: ``ALGORITHMS.md``):
 
@@ -8,6 +9,10 @@ An algorithm is a (weights, sample filter, loss) triple (spec: ``ALGORITHMS.md``
 - ``sample_filter``: what leaves the update by default, a key of `SAMPLE_FILTERS`; any filter can be put on
   top of any weights (the paper's ablations are (reinforce, filter) pairs);
 - ``loss``: ``"nll"`` (-A log pi, no ratio: RAFT) or ``"ppo_clip"`` (the PPO clipped surrogate).
+
+Reinforce-Ada's rows also have an ``exit_rule`` (`EXIT_RULES`): their responses are not a fixed group of n but
+sampled in rounds until each prompt's pool shows a signal (`minimal_rl.adaptive`). A host that cannot sample that
+way refuses them (`check_host_sampling`) instead of training another algorithm on a fixed group.
 
 Every name list in the project (CLI choices, verl estimator registration, presets, the Hydra plugin's checks,
 TRL's trainer factory) is derived from this module. It imports nothing but the standard library, so the Hydra
@@ -45,7 +50,7 @@ SAMPLE_FILTERS: Mapping[str, SampleFilter] = MappingProxyType(
             SampleFilter("drop_all_correct", "groups whose every response is correct", "group", True),
             SampleFilter(
                 "drop_uniform",
-                "all-correct and all-wrong groups (GRPO's zero-variance groups, for binary rewards)",
+                "groups whose rewards are all equal (zero variance: all-correct and all-wrong for a binary reward)",
                 "group",
                 True,
             ),
@@ -65,12 +70,19 @@ WEIGHT_EQUATIONS: Mapping[str, str] = MappingProxyType(
         "signed_over_std": "A_i = r_i / std_group(r)",
         "mean_centred": "A_i = r_i - mean_group(r)",
         "grpo": "A_i = (r_i - mean_group(r)) / (std_group(r) + 1e-6)",
+        "pool_centred": "A_i = c_i - mean_pool(c), c_i in {0, 1} (the pool: every response sampled for the prompt)",
     }
 )
+# Weights on Reinforce-Ada's 0/1 scale (c_i = [correct]) under the default "signed" reward mapping; for r = +-1 this
+# is (r_i - mean(r)) / 2.
+BINARY_SCALE_WEIGHTS = ("pool_centred",)
 # Weights that depend on the other responses of the group: a filter that drops single responses (drop_wrong)
 # would change them, and a framework that recomputes them on the kept batch (verl's estimators do) would give
 # other numbers than one that filters after weighing (TRL). Only whole-group filters fit them.
-GROUP_DEPENDENT_WEIGHTS = ("signed_over_std", "mean_centred", "grpo")
+GROUP_DEPENDENT_WEIGHTS = ("signed_over_std", "mean_centred", "grpo", "pool_centred")
+# Filters whose decision is c_i = [score > positive_threshold]: the threshold must fit the reward (`drop_uniform`
+# compares the rewards themselves, `none` decides nothing).
+THRESHOLD_FILTERS = ("drop_wrong", "drop_all_wrong", "drop_all_correct")
 LOSSES: Mapping[str, str] = MappingProxyType(
     {
         "nll": "-A * log pi_theta (no ratio, no clipping)",
@@ -78,6 +90,15 @@ LOSSES: Mapping[str, str] = MappingProxyType(
     }
 )
 FAMILIES = ("raft", "reinforce", "grpo")
+# Reinforce-Ada's exit rules (arXiv 2510.04996, Sec. 3): when a prompt's pool has enough signal to stop sampling it.
+EXIT_RULES: Mapping[str, str] = MappingProxyType(
+    {
+        "balanced": "at least n//2 correct and n - n//2 wrong responses in the pool",
+        "positive_focused": "at least one correct response in the pool",
+    }
+)
+# The hosts (adapter packages) that can sample adaptively; the others refuse the rows with an exit rule.
+ADAPTIVE_SAMPLING_HOSTS: frozenset[str] = frozenset()
 
 # --------------------------------------------------------------------------------------------
 # Algorithms
@@ -97,6 +118,7 @@ class AlgorithmSpec:
     estimator: str  # the weights' verl advantage estimator (verl_ext's, or verl's own for "grpo")
     clip_ratio_high: float | None = None  # a config variant's upper clip (None: the frameworks' default 0.2)
     variant_of: str | None = None  # the algorithm this one is a config variant of
+    exit_rule: str | None = None  # Reinforce-Ada's (key of EXIT_RULES); None: a fixed group of n responses
 
     @property
     def can_reject_whole_groups(self) -> bool:
@@ -106,6 +128,11 @@ class AlgorithmSpec:
     @property
     def equation(self) -> str:
         return WEIGHT_EQUATIONS[self.weights]
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the responses are sampled in rounds (Reinforce-Ada) rather than as a fixed group of n."""
+        return self.exit_rule is not None
 
 
 def _variant(base: AlgorithmSpec, name: str, paper: str, clip_ratio_high: float) -> AlgorithmSpec:
@@ -143,11 +170,22 @@ ALGORITHMS: Mapping[str, AlgorithmSpec] = MappingProxyType(
             # can bind, and 1e9 removes it.
             _variant(_RAFT_PP, "raft_pp_no_clip", "RAFT++ without clipping (ablation, Sec. 3.1)", 1e9),
             _REINFORCE, _REINFORCE_REJ, _REJ_STD, _NO_ALL_WRONG, _NO_ALL_CORRECT, _MEAN_ZERO, _GRPO,
+            # Reinforce-Ada (arXiv 2510.04996): GRPO without std, the baseline from the whole pool, uniform pools
+            # dropped (the released code keeps them with weight 0)
+            AlgorithmSpec(
+                "reinforce_ada_balance", "pool_centred", "drop_uniform", "ppo_clip", "reinforce",
+                "Reinforce-Ada-balance (arXiv 2510.04996)", "reinforce_ada_balance", exit_rule="balanced",
+            ),
+            AlgorithmSpec(
+                "reinforce_ada_pos", "pool_centred", "drop_uniform", "ppo_clip", "reinforce",
+                "Reinforce-Ada-pos (arXiv 2510.04996)", "reinforce_ada_pos", exit_rule="positive_focused",
+            ),
         )
     }
 )
 
-# verl advantage estimators minimal-rl registers: every estimator of the table but verl's own GRPO.
+# verl advantage estimators minimal-rl registers: every estimator of the table but verl's own GRPO (the adaptive ones
+# refuse, naming what is missing, until verl_ext can sample adaptively).
 ESTIMATOR_NAMES: tuple[str, ...] = tuple(
     dict.fromkeys(a.estimator for a in ALGORITHMS.values() if a.family != "grpo")
 )
@@ -193,8 +231,32 @@ def algorithms_of(*families: str) -> tuple[str, ...]:
 
 
 def preset_names() -> tuple[str, ...]:
-    """The verl presets minimal-rl ships: one per algorithm but verl's own GRPO, then the filter-only preset."""
-    return (*algorithms_of("raft", "reinforce"), FILTER_ONLY_PRESET)
+    """The verl presets minimal-rl ships: one per algorithm but verl's own GRPO and those verl_ext cannot sample
+    (`ADAPTIVE_SAMPLING_HOSTS`), then the filter-only preset."""
+    names = algorithms_of("raft", "reinforce")
+    return (*(n for n in names if host_can_sample(n, "verl_ext")), FILTER_ONLY_PRESET)
+
+
+def host_can_sample(algorithm: str, host: str) -> bool:
+    """Whether ``host`` (an adapter package: ``"trl_ext"``, ``"verl_ext"``) can sample the way ``algorithm`` needs
+    (True for a name outside the table, such as one of verl's own estimators)."""
+    spec = ALGORITHMS.get(str(algorithm).lower())
+    return spec is None or not spec.adaptive or host in ADAPTIVE_SAMPLING_HOSTS
+
+
+def check_host_sampling(algorithm: str, host: str) -> None:
+    """Raise ValueError, naming what is missing, when ``host`` cannot sample the way ``algorithm`` needs: training
+    Reinforce-Ada on a fixed group of n responses would silently be another algorithm (pool = group, no rounds)."""
+    if host_can_sample(algorithm, host):
+        return
+    spec = get_algorithm(algorithm)
+    raise ValueError(
+        f"algorithm {spec.name!r} ({spec.paper}) needs adaptive multi-round sampling: responses sampled in rounds "
+        f"until each prompt's pool meets the {spec.exit_rule!r} exit rule ({EXIT_RULES[spec.exit_rule]}), the "
+        f"baseline taken from the whole pool. {host} has no adaptive sampling yet (minimal-rl issue 19), and on a "
+        "fixed group of n responses it would be another algorithm. Its nearest fixed-sampling relative is "
+        "'reinforce_rej' (uniform groups dropped)."
+    )
 
 
 def estimator_of_preset(preset: str) -> str | None:

@@ -24,10 +24,10 @@ from transformers import TrainerCallback
 from minimal_rl.algorithms import compute_weights
 from minimal_rl.metrics import metric_key
 from minimal_rl.reward import math_verify_reward
-from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
+from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS, check_host_sampling, host_can_sample
 
-# Every algorithm of the table trains here (trl_ext.build_trainer picks its trainer).
-TRAINABLE = tuple(ALGORITHMS)
+# Every algorithm of the table that trl_ext can sample for trains here (trl_ext.build_trainer picks its trainer).
+TRAINABLE = tuple(name for name in ALGORITHMS if host_can_sample(name, "trl_ext"))
 
 
 def run_name(algorithm: str, sample_filter: str | None = None) -> str:
@@ -65,6 +65,7 @@ class TrainSettings:
         return run_name(self.algorithm, self.sample_filter)
 
     def __post_init__(self) -> None:
+        check_host_sampling(self.algorithm, "trl_ext")  # Reinforce-Ada's rows: say what is missing
         if self.algorithm not in TRAINABLE:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of: {', '.join(TRAINABLE)}")
         if self.sample_filter is not None and self.sample_filter not in SAMPLE_FILTERS:

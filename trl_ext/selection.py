@@ -21,6 +21,15 @@ from trl.trainer.utils import get_config_model_id
 from minimal_rl.algorithms import REWARD_MAPPINGS, compute_weights
 from minimal_rl.metrics import PREFIX as METRIC_PREFIX
 from minimal_rl.table import SAMPLE_FILTERS, algorithms_of, check_filter_fits, get_algorithm, get_sample_filter
+from minimal_rl.filtering import EmptySelectionWatch
+from minimal_rl.table import (
+    SAMPLE_FILTERS,
+    algorithms_of,
+    check_filter_fits,
+    check_host_sampling,
+    get_algorithm,
+    get_sample_filter,
+)
 
 from .hard_drop import LOSS_MASK_KEY, drop_rejected_rows
 
@@ -44,9 +53,11 @@ class SampleSelectionConfig(GRPOConfig):
             Which samples leave the update: `"none"`, `"drop_wrong"`, `"drop_all_wrong"`, `"drop_all_correct"` or
             `"drop_uniform"` (`minimal_rl.table.SAMPLE_FILTERS`). `None`: the algorithm's own (RAFT: `drop_wrong`,
             Reinforce-Rej: `drop_uniform`, ...).
-        positive_threshold (`float`, *optional*, defaults to `0.0`):
-            A response is correct iff its reward (the weighted sum over `reward_funcs`) is strictly above this value,
-            so {0, 1} and {-1, +1} verifiers both work.
+        positive_threshold (`float` or `None`, *optional*, defaults to `None`):
+            A response is correct iff its reward (the weighted sum over `reward_funcs`) is strictly above this value.
+            `None`: 0.0 for a {0, 1} or {-1, +1} verifier; any other reward (a reward model's score, a length reward)
+            is refused at the first step where a decision depends on correctness (`drop_wrong`, `drop_all_wrong`,
+            `drop_all_correct`, the +-1 weights). `drop_uniform` compares the rewards themselves and needs none.
         reward_mapping (`str`, *optional*, defaults to `"signed"`):
             The reward r the Reinforce weights use: `"signed"` (+1 correct / -1 wrong, the paper) or `"raw"` (the
             reward as returned, the released code's behaviour, which turns Reinforce-Rej into positives-only training
@@ -64,11 +75,11 @@ class SampleSelectionConfig(GRPOConfig):
             "drop_uniform. None: the algorithm's own filter.",
         },
     )
-    positive_threshold: float = field(
-        default=0.0,
+    positive_threshold: float | None = field(
+        default=None,
         metadata={
             "help": "A response is correct iff its reward (weighted sum over reward_funcs) is strictly above this "
-            "value, so {0,1} and {-1,+1} verifiers both work."
+            "value. None: 0.0 for {0,1} or {-1,+1} verifiers; any other reward is refused where correctness matters."
         },
     )
     reward_mapping: str = field(
@@ -104,6 +115,7 @@ class SampleSelectionConfig(GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         self.algorithm = get_algorithm(self.algorithm).name
+        check_host_sampling(self.algorithm, "trl_ext")  # Reinforce-Ada's rows need adaptive sampling
         allowed = algorithms_of(*self.families)
         if self.algorithm not in allowed:
             raise ValueError(
@@ -204,10 +216,11 @@ class SampleSelectionTrainer(GRPOTrainer):
         if len(self.reward_funcs) > 1:
             logger.warning(
                 "%s: %d reward functions; a response is correct iff the weighted sum of their rewards "
-                "(reward_weights) is > positive_threshold=%s",
+                "(reward_weights) is > positive_threshold=%s (None: 0.0 if that sum is binary)",
                 type(self).__name__, len(self.reward_funcs), args.positive_threshold,
             )
         self._gathered_rewards_per_func: torch.Tensor | None = None
+        self._empty_watch = EmptySelectionWatch()  # says loudly when the filter keeps nothing for several steps
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -255,6 +268,10 @@ class SampleSelectionTrainer(GRPOTrainer):
         # The drop-exact losses divide by this: the kept tokens of the whole generation batch, over all ranks.
         output["num_items_in_batch"] = self.accelerator.gather((completion_mask * output[LOSS_MASK_KEY]).sum()).sum()
 
+        if mode == "train" and self.accelerator.is_main_process:
+            self._empty_watch.observe(
+                int(result.keep.sum()), result.scores, args.sample_filter_in_effect, result.positive_threshold, "trl"
+            )
         lengths = self.accelerator.gather(response_tokens).cpu()
         for name, value in result.metrics(lengths).items():
             self._metrics[mode][METRIC_PREFIX + name].append(value)

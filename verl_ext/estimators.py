@@ -28,7 +28,8 @@ import torch
 from verl.trainer.ppo.core_algos import register_adv_est
 
 from minimal_rl.algorithms import compute_weights
-from minimal_rl.table import ALGORITHMS, ESTIMATOR_NAMES
+from minimal_rl.filtering import EmptySelectionWatch
+from minimal_rl.table import ALGORITHMS, ESTIMATOR_NAMES, check_host_sampling
 
 from .filter_state import filter_mode_in_effect
 from .options import read_options
@@ -52,10 +53,11 @@ def broadcast_weights(
             f"token_level_rewards {tuple(token_level_rewards.shape)} and response_mask "
             f"{tuple(response_mask.shape)} must have the same (bs, T) shape"
         )
+    check_host_sampling(estimator, "verl_ext")
     options = read_options(config)
     # drop / refill happen in the v1 replay-buffer sampler; without it this warns once and means zero.
     # Either way rejected samples get weight 0 here (after a drop, none of them are left in the batch).
-    filter_mode_in_effect(options.filter_mode)
+    zero_mode = filter_mode_in_effect(options.filter_mode) == "zero"
     with torch.no_grad():
         result = compute_weights(
             token_level_rewards.sum(dim=-1),
@@ -66,9 +68,15 @@ def broadcast_weights(
             reward_mapping=options.reward_mapping,
             nan_policy=options.nan_policy,
         )
+        if zero_mode:  # the whole batch is here (with the sampler, it watches before the drop)
+            chosen = options.sample_filter or ALGORITHMS[estimator].sample_filter
+            _EMPTY_WATCH.observe(int(result.keep.sum()), result.scores, chosen, result.positive_threshold, "verl")
         weights = result.weights.to(device=response_mask.device, dtype=token_level_rewards.dtype)
         advantages = weights.unsqueeze(-1) * response_mask
     return advantages, advantages
+
+
+_EMPTY_WATCH = EmptySelectionWatch()
 
 
 def _make_estimator(name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:

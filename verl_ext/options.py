@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from minimal_rl.algorithms import NAN_POLICIES, REWARD_MAPPINGS
-from minimal_rl.table import ALGORITHMS, check_filter_fits, get_sample_filter
+from minimal_rl.table import ALGORITHMS, check_filter_fits, check_host_sampling, get_sample_filter
 
 CONFIG_KEY = "minimal_rl"  # algorithm.minimal_rl.*
 
@@ -33,7 +33,7 @@ DEFAULT_FILTER_MODE = "drop"
 class MinimalRLOptions:
     """Options of every minimal-rl estimator and of the sampler (``algorithm.minimal_rl.<field>``)."""
 
-    positive_threshold: float = 0.0  # correct iff score > threshold: works for 0/1 and -1/+1 scores
+    positive_threshold: float | None = None  # correct iff score > threshold; None: 0.0, for 0/1 or -1/+1 scores only
     reward_mapping: str = "signed"  # "signed": r = +-1 (the paper); "raw": the score as is (the fork)
     filter_mode: str = DEFAULT_FILTER_MODE  # see FILTER_MODES
     nan_policy: str = "wrong"  # NaN score: "wrong" (counted as wrong, logged) or "error"
@@ -73,6 +73,7 @@ def sample_filter_in_effect(estimator: str, options: MinimalRLOptions) -> tuple[
     filter (default ``none``) only chooses which samples reach them, which needs groups of responses to one prompt.
     """
     estimator = str(estimator).lower()
+    check_host_sampling(estimator, "verl_ext")  # Reinforce-Ada's rows need adaptive sampling
     if estimator in ALGORITHMS and ALGORITHMS[estimator].family != "grpo":
         sample_filter = options.sample_filter or ALGORITHMS[estimator].sample_filter
         check_filter_fits(estimator, sample_filter)

@@ -51,6 +51,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from minimal_rl.algorithms import WeightResult, compute_weights
 from minimal_rl.metrics import PREFIX as METRIC_PREFIX
+from minimal_rl.filtering import EmptySelectionWatch
 
 from .filter_state import mark_sampler_active
 from .options import MinimalRLOptions, options_from_block, sample_filter_in_effect
@@ -244,6 +245,7 @@ class BatchSelection:
     def __init__(self, settings: SamplerSettings):
         self.settings = settings
         self._unavailable_warned = False
+        self.empty_watch = EmptySelectionWatch()  # says loudly when the filter keeps nothing for several steps
 
     def apply(self, batch: KVBatchMeta, evicted: list[SessionRecord] = ()) -> tuple[KVBatchMeta, dict[str, float]]:
         """Drop the rejected rows of ``batch`` (unless ``zero`` mode), clear them from the transfer queue, pad the
@@ -269,6 +271,8 @@ class BatchSelection:
         sessions = [records[s] for s in names]
         result = settings.weights([s.score for s in sessions], [s.uid for s in sessions])
         keep_session = dict(zip(names, result.keep.tolist(), strict=True))
+        kept, threshold = int(result.keep.sum()), result.positive_threshold
+        self.empty_watch.observe(kept, result.scores, settings.sample_filter, threshold, "verl")
         # Pre-filter statistics over everything generated for this step, refilled-away groups included.
         everything = [*evicted, *sessions]
         pre = settings.weights([s.score for s in everything], [s.uid for s in everything]) if evicted else result

@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 
 # From the core's dependency-free table (no torch, no verl). Not from verl_ext: importing that would register
 # the estimators in this process and hide the problem.
-from minimal_rl.table import ESTIMATOR_NAMES, LOSS_NAMES, estimator_of_preset
+from minimal_rl.table import ESTIMATOR_NAMES, LOSS_NAMES, check_host_sampling, estimator_of_preset
 
 ENTRY_POINT = "minimal_rl"  # name in the verl.plugins entry-point group
 
@@ -117,6 +117,8 @@ def check_overrides(overrides: Iterable[str]) -> None:
     preset = values.get("minimal_rl")
     if estimator is None and preset:
         estimator = estimator_of_preset(preset)
+    if estimator is not None:
+        check_host_sampling(estimator, "verl_ext")  # before Hydra looks for a preset verl_ext cannot ship
     check_registered(estimator, values.get("actor_rollout_ref.actor.policy_loss.loss_mode"))
     prefix = "algorithm.minimal_rl."
     block = {k[len(prefix):]: (None if v in ("null", "None") else v) for k, v in values.items() if k.startswith(prefix)}

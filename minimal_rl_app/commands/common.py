@@ -42,6 +42,18 @@ positive_float = _number(float, lambda v: v > 0, "a positive number")
 nonneg_float = _number(float, lambda v: v >= 0, "a number >= 0")
 
 
+def trainable_algorithm(algorithm: str) -> str:
+    """argparse type: an algorithm trl_ext can sample for (Reinforce-Ada's rows are refused, naming what is missing);
+    unknown names are left to ``choices``."""
+    from minimal_rl.table import check_host_sampling
+
+    try:
+        check_host_sampling(algorithm, "trl_ext")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return algorithm
+
+
 def parse_run_name(name: str) -> tuple[str, str | None]:
     """``"grpo+drop_uniform"`` -> ("grpo", "drop_uniform"); ``"raft"`` -> ("raft", None). Also an argparse type."""
     from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
@@ -49,6 +61,7 @@ def parse_run_name(name: str) -> tuple[str, str | None]:
     algorithm, _, sample_filter = name.partition("+")
     if algorithm not in ALGORITHMS:
         raise argparse.ArgumentTypeError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
+    trainable_algorithm(algorithm)
     if sample_filter and sample_filter not in SAMPLE_FILTERS:
         raise argparse.ArgumentTypeError(
             f"unknown sample filter {sample_filter!r} in {name!r}; choose one of: {', '.join(SAMPLE_FILTERS)}"

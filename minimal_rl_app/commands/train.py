@@ -11,15 +11,16 @@ import argparse
 import sys
 import time
 
-from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
-from minimal_rl_app.commands.common import UsageError, add_run_arguments
+from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS, host_can_sample
+from minimal_rl_app.commands.common import UsageError, add_run_arguments, trainable_algorithm
 
-ALGORITHM_CHOICES = tuple(ALGORITHMS)  # every algorithm of the core's table
+# every algorithm of the core's table that trl_ext can sample for (Reinforce-Ada's: a clear usage error)
+ALGORITHM_CHOICES = tuple(name for name in ALGORITHMS if host_can_sample(name, "trl_ext"))
 DEFAULT_STEPS = 300
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--algorithm", choices=ALGORITHM_CHOICES, default="raft_pp", help="default raft_pp")
+    p.add_argument("--algorithm", type=trainable_algorithm, choices=ALGORITHM_CHOICES, default="raft_pp", help="default raft_pp")
     p.add_argument(
         "--sample-filter", choices=tuple(SAMPLE_FILTERS), default=None,
         help="which samples leave the update, replacing the algorithm's own filter (e.g. --algorithm grpo "

@@ -37,6 +37,9 @@ HAND_WEIGHTS: dict[str, list[list[float | None]]] = {
     # the spec: GRPO gives +1.5/-0.5 at k=1, +-0.866 at k=2, +0.5/-1.5 at k=3
     "grpo": [[0] * 4, [1.5, -0.5, -0.5, -0.5], [S3, S3, -S3, -S3], [0.5, 0.5, 0.5, -1.5], [0] * 4],
 }
+# Reinforce-Ada on a fixed group (pool = group): A_i = c_i - k/4 on the 0/1 scale, uniform pools dropped.
+for _name in ("reinforce_ada_balance", "reinforce_ada_pos"):
+    HAND_WEIGHTS[_name] = [[X] * 4, [0.75, -0.25, -0.25, -0.25], [0.5, 0.5, -0.5, -0.5], [0.25, 0.25, 0.25, -0.75], [X] * 4]
 # RAFT++ and its clip variants weigh exactly like RAFT (only the loss differs).
 for _name in ("raft_pp", "raft_pp_clip_higher", "raft_pp_no_clip"):
     HAND_WEIGHTS[_name] = HAND_WEIGHTS["raft"]
