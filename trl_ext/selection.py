@@ -22,6 +22,7 @@ from minimal_rl.algorithms import REWARD_MAPPINGS, compute_weights
 from minimal_rl.table import SAMPLE_FILTERS, algorithms_of, check_filter_fits, get_algorithm, get_sample_filter
 
 from .hard_drop import LOSS_MASK_KEY, drop_rejected_rows
+from .version import check_liger_path, check_trl_runs_on
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,8 @@ class SampleSelectionTrainer(GRPOTrainer):
                 f"{type(self).__name__} needs a {self.config_class.__name__} (a GRPOConfig subclass with the "
                 f"algorithm's fields), got {type(args).__name__}"
             )
+        check_liger_path(args.use_liger_kernel, GRPOTrainer)
+        check_trl_runs_on(args.device.type)
         super().__init__(model, reward_funcs, args=args, **kwargs)
         if len(self.reward_funcs) > 1:
             logger.warning(
