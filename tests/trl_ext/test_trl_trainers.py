@@ -22,7 +22,9 @@ from trl_ext import RaftConfig, RaftTrainer, ReinforceRejConfig, build_config, b
 from trl_ext.version import SKIP_CHECK_ENV, check_trl_runs_on, check_trl_version
 
 
-from mrl_testing import HAND_WEIGHTS, NUM_GENERATIONS, PROMPT_CORRECT, build_model, make_fixed_reward, tiny_config
+from mrl_testing import (
+    HAND_WEIGHTS, NUM_GENERATIONS, PROMPT_CORRECT, build_model, build_tokenizer, make_fixed_reward, tiny_config,
+)
 
 from minimal_rl.table import ALGORITHMS
 
@@ -136,8 +138,10 @@ def test_config_defaults_and_accepted_settings(tmp_path):
     assert build_config("grpo", output_dir=str(tmp_path), use_cpu=True).sample_filter == "none"
 
 
-def test_trainer_rejects_a_plain_grpo_config(tmp_path, tiny_tokenizer):
+def test_trainer_rejects_a_plain_grpo_config(tmp_path):
     from trl import GRPOConfig
+
+    tiny_tokenizer = build_tokenizer()  # not the fixture: this refusal comes before any CPU limit of the TRL version
 
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=4, num_generations=4)
     with pytest.raises(TypeError, match="RaftTrainer needs a RaftConfig"):
@@ -323,21 +327,24 @@ def test_one_training_step_of_each_trainer(tmp_path, tiny_tokenizer, algorithm, 
 # ---------------------------------------------------------------------------------------------- use_liger_kernel
 
 TRL_VERSION = Version(Version(trl.__version__).base_version)
-LOGPROBS_ON_CPU = not (Version("1.15.0") <= TRL_VERSION < Version("1.16.0"))  # see trl_ext/version.py
+try:  # TRL 1.15.x has log-probs only as a Triton kernel (trl_ext/version.py)
+    check_trl_runs_on("cpu")
+    LOGPROBS_ON_CPU = True
+except ValueError:
+    LOGPROBS_ON_CPU = False
 
 
 @pytest.mark.parametrize("algorithm", ["raft", "reinforce_rej", "grpo"])
-def test_liger_refused_where_grpo_trainer_bypasses_compute_loss(tmp_path, tiny_tokenizer, monkeypatch, algorithm):
+def test_liger_refused_where_grpo_trainer_bypasses_compute_loss(tmp_path, monkeypatch, algorithm):
     # TRL <= 1.13 sends use_liger_kernel=True to GRPOTrainer.compute_liger_loss, which never calls _compute_loss
     # nor reads the loss mask: RAFT's loss and every sample filter would silently not apply.
     from trl import GRPOTrainer
 
     monkeypatch.setattr(GRPOTrainer, "compute_liger_loss", lambda self, model, inputs: 0.0, raising=False)
     with pytest.raises(ValueError, match="use_liger_kernel=True is not supported with this TRL.*bypassing `_compute_loss`"):
-        make_trainer(algorithm, tiny_tokenizer, tmp_path, use_liger_kernel=True, loss_type="dapo")
+        make_trainer(algorithm, build_tokenizer(), tmp_path, use_liger_kernel=True, loss_type="dapo")
 
 
-@pytest.mark.skipif(not LOGPROBS_ON_CPU, reason=f"TRL {trl.__version__} computes log-probs only with Triton (CUDA)")
 def test_liger_flag_keeps_the_raft_loss_and_the_masks(tmp_path, tiny_tokenizer, monkeypatch):
     # On TRL 1.14.2-1.16 use_liger_kernel=True still computes the loss in _compute_loss (1.14.2: through TRL's
     # chunked LM head instead of full logits; 1.15+: Liger's layer kernels only). Liger is not installed here,
@@ -369,8 +376,10 @@ def test_liger_flag_keeps_the_raft_loss_and_the_masks(tmp_path, tiny_tokenizer, 
 
 
 @pytest.mark.skipif(LOGPROBS_ON_CPU, reason="only TRL 1.15.x lacks a torch log-prob path")
-def test_trl_1_15_on_cpu_is_refused_at_construction_and_stock_grpo_fails_too(tmp_path, tiny_tokenizer):
+def test_trl_1_15_on_cpu_is_refused_at_construction_and_stock_grpo_fails_too(tmp_path):
     from trl import GRPOConfig, GRPOTrainer
+
+    tiny_tokenizer = build_tokenizer()
 
     with pytest.raises(ValueError, match=r"computes log-probabilities only with its Triton fused LM head"):
         make_trainer("raft", tiny_tokenizer, tmp_path / "raft")
