@@ -141,7 +141,7 @@ def test_config_defaults_and_accepted_settings(tmp_path):
 def test_trainer_rejects_a_plain_grpo_config(tmp_path):
     from trl import GRPOConfig
 
-    tiny_tokenizer = build_tokenizer()  # not the fixture: this refusal comes before any CPU limit of the TRL version
+    tiny_tokenizer = build_tokenizer()  # not the fixture: this check runs before the device check, on TRL 1.15 too
 
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=4, num_generations=4)
     with pytest.raises(TypeError, match="RaftTrainer needs a RaftConfig"):
@@ -303,8 +303,10 @@ def test_one_training_step_of_each_trainer(tmp_path, tiny_tokenizer, algorithm, 
     # the weights, a finite loss, and the sample filter applied (the worked example keeps 10 / 12 / 12 of 20).
     model = build_model(tiny_tokenizer)
     before = copy.deepcopy(model.state_dict())
-    trainer = make_trainer(algorithm, tiny_tokenizer, tmp_path, model=model, sample_filter="drop_uniform" if algorithm == "grpo" else None,
-                           optim="sgd", learning_rate=0.1, max_grad_norm=0.0, weight_decay=0.0)
+    trainer = make_trainer(
+        algorithm, tiny_tokenizer, tmp_path, model=model, sample_filter="drop_uniform" if algorithm == "grpo" else None,
+        optim="sgd", learning_rate=0.1, max_grad_norm=0.0, weight_decay=0.0,
+    )
     assert type(trainer).__name__ == trainer_name
     kept_rows = []
     generate_and_score = trainer._generate_and_score_completions
@@ -380,7 +382,6 @@ def test_trl_1_15_on_cpu_is_refused_at_construction_and_stock_grpo_fails_too(tmp
     from trl import GRPOConfig, GRPOTrainer
 
     tiny_tokenizer = build_tokenizer()
-
     with pytest.raises(ValueError, match=r"computes log-probabilities only with its Triton fused LM head"):
         make_trainer("raft", tiny_tokenizer, tmp_path / "raft")
     # what the refusal saves the user from: stock GRPOTrainer builds, then fails inside TRL at its first step
