@@ -32,6 +32,7 @@ from minimal_rl.table import (
 )
 
 from .hard_drop import LOSS_MASK_KEY, drop_rejected_rows
+from .version import check_liger_path, check_trl_runs_on
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,8 @@ class SampleSelectionTrainer(GRPOTrainer):
                 f"{type(self).__name__} needs a {self.config_class.__name__} (a GRPOConfig subclass with the "
                 f"algorithm's fields), got {type(args).__name__}"
             )
+        check_liger_path(args.use_liger_kernel, GRPOTrainer)
+        check_trl_runs_on(args.device.type)
         super().__init__(model, reward_funcs, args=args, **kwargs)
         if len(self.reward_funcs) > 1:
             logger.warning(

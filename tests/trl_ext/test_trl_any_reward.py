@@ -13,6 +13,7 @@ from trl_ext import FilteredGRPOConfig, RaftConfig, ReinforceRejConfig, build_tr
 
 from mrl_testing import NUM_GENERATIONS, build_model, make_fixed_reward, tiny_config
 
+from minimal_rl.metrics import metric_key
 from minimal_rl.table import EXIT_RULES, algorithms_of
 
 # One prompt per row: a reward model's scores (-1.6 ... -4.2) and length-like scores, 4 responses each.
@@ -46,7 +47,7 @@ def test_grpo_drop_uniform_keeps_the_groups_whose_rewards_differ(tmp_path, tiny_
     trainer = make_trainer("grpo", tiny_tokenizer, tmp_path, table, sample_filter="drop_uniform", loss_type="dapo")
     batch = generate(trainer, table)
     assert kept(batch) == [True] * 4 + [False] * 4 + [True] * 4
-    assert trainer._metrics["train"]["minimal_rl/samples_kept_frac"][-1] == pytest.approx(8 / 12)
+    assert trainer._metrics["train"][metric_key("samples_kept_frac")][-1] == pytest.approx(8 / 12)
 
 
 def test_grpo_drop_uniform_with_a_real_length_reward_trains_like_the_issue_says(tmp_path, tiny_tokenizer):

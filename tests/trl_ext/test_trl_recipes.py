@@ -79,7 +79,7 @@ def test_bad_value_fails(tmp_path):
         parse(path)
 
 
-def test_train_script_runs_one_step_on_a_tiny_model(tmp_path):
+def test_train_script_runs_one_step_on_a_tiny_model(tmp_path, trl_trains_on_cpu):
     import mrl_testing as helpers
 
     tokenizer = helpers.build_tokenizer()

@@ -7,18 +7,24 @@ the batch split, the loss); only the reward function is a fixed table so the out
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
+import re
 
 import pandas as pd
 import pytest
 import torch
+import trl
 from datasets import Dataset
+from packaging.version import Version
 
 from trl_ext import RaftConfig, RaftTrainer, ReinforceRejConfig, build_config, build_trainer
-from trl_ext.version import SKIP_CHECK_ENV, check_trl_version
+from trl_ext.version import SKIP_CHECK_ENV, check_trl_runs_on, check_trl_version
 
 
-from mrl_testing import HAND_WEIGHTS, NUM_GENERATIONS, PROMPT_CORRECT, build_model, make_fixed_reward, tiny_config
+from mrl_testing import (
+    HAND_WEIGHTS, NUM_GENERATIONS, PROMPT_CORRECT, build_model, build_tokenizer, make_fixed_reward, tiny_config,
+)
 
 from minimal_rl.metrics import HOST_NAMES, PREFIX, SHARED
 from minimal_rl.table import ALGORITHMS, host_can_sample
@@ -66,15 +72,30 @@ def assert_same_gradients(a, b, rtol=1e-4, atol=1e-7):
 # ---------------------------------------------------------------------------------------------- version pin
 
 
-def test_version_pin_accepts_1_16_x_and_rejects_others(monkeypatch):
+def test_version_pin_accepts_1_14_2_to_1_16_x_and_rejects_others(monkeypatch):
     monkeypatch.delenv(SKIP_CHECK_ENV, raising=False)
-    for ok in ("1.16.0", "1.16.7", "1.16.1.dev0", "1.16.0rc1"):
+    for ok in ("1.14.2", "1.14.3", "1.15.0", "1.15.2", "1.16.0", "1.16.7", "1.16.1.dev0", "1.16.0rc1", "1.14.2rc1"):
         check_trl_version(ok)
-    for bad in ("1.15.2", "1.17.0", "2.0.0", "0.29.1"):
-        with pytest.raises(ImportError, match=r"tested with TRL >=1\.16\.0,<1\.17\.0 but TRL " + bad.replace(".", r"\.")):
+    for bad in ("1.14.1", "1.14.0", "1.13.0", "1.17.0", "2.0.0", "0.29.1"):
+        with pytest.raises(ImportError, match=r"tested with TRL >=1\.14\.2,<1\.17\.0 but TRL " + bad.replace(".", r"\.")):
             check_trl_version(bad)
+    with pytest.raises(ImportError, match="cannot parse the TRL version"):
+        check_trl_version("one.two")
     monkeypatch.setenv(SKIP_CHECK_ENV, "1")
     check_trl_version("1.17.0")  # downgraded to a warning
+
+
+def test_trl_1_15_needs_a_triton_device():
+    # TRL 1.15.x has log-probs only as a Triton kernel: refused off CUDA / XPU or without triton, whatever the
+    # device elsewhere; 1.14.2 and 1.16 compute them with torch on any device.
+    for version in ("1.15.0", "1.15.3", "1.15.1rc1"):
+        for device, triton in (("cpu", True), ("cpu", False), ("mps", True), ("cuda", False)):
+            with pytest.raises(ValueError, match=rf"TRL {re.escape(version)} computes log-probabilities only with"):
+                check_trl_runs_on(device, version, triton_available=triton)
+        check_trl_runs_on("cuda", version, triton_available=True)
+        check_trl_runs_on("xpu", version, triton_available=True)
+    for version in ("1.14.2", "1.16.0", "1.16.4"):
+        check_trl_runs_on("cpu", version, triton_available=False)
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -119,8 +140,10 @@ def test_config_defaults_and_accepted_settings(tmp_path):
     assert build_config("grpo", output_dir=str(tmp_path), use_cpu=True).sample_filter == "none"
 
 
-def test_trainer_rejects_a_plain_grpo_config(tmp_path, tiny_tokenizer):
+def test_trainer_rejects_a_plain_grpo_config(tmp_path):
     from trl import GRPOConfig
+
+    tiny_tokenizer = build_tokenizer()  # not the fixture: this check runs before the device check, on TRL 1.15 too
 
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=4, num_generations=4)
     with pytest.raises(TypeError, match="RaftTrainer needs a RaftConfig"):
@@ -284,6 +307,107 @@ def test_logs_exactly_the_metric_vocabulary(tmp_path, tiny_tokenizer, hard_drop)
     assert not any(k.startswith("minimal_rl/") for k in trainer._metrics["train"])  # the old names, reduced with min
 
 
+@pytest.mark.parametrize("algorithm, trainer_name", [
+    ("raft", "RaftTrainer"), ("reinforce_rej", "ReinforceRejTrainer"), ("grpo", "FilteredGRPOTrainer"),
+])
+def test_one_training_step_of_each_trainer(tmp_path, tiny_tokenizer, algorithm, trainer_name):
+    # Trainer.train() end to end (on every TRL version the compat target installs): one optimizer step that moves
+    # the weights, a finite loss, and the sample filter applied (the worked example keeps 10 / 12 / 12 of 20).
+    model = build_model(tiny_tokenizer)
+    before = copy.deepcopy(model.state_dict())
+    trainer = make_trainer(
+        algorithm, tiny_tokenizer, tmp_path, model=model, sample_filter="drop_uniform" if algorithm == "grpo" else None,
+        optim="sgd", learning_rate=0.1, max_grad_norm=0.0, weight_decay=0.0,
+    )
+    assert type(trainer).__name__ == trainer_name
+    kept_rows = []
+    generate_and_score = trainer._generate_and_score_completions
+
+    def spy(inputs):
+        batch = generate_and_score(inputs)
+        kept_rows.append(int(batch["tool_mask"].any(dim=1).sum()))
+        return batch
+
+    trainer._generate_and_score_completions = spy
+    trainer.train()
+    assert trainer.state.global_step == 1 and kept_rows == [{"raft": 10, "reinforce_rej": 12, "grpo": 12}[algorithm]]
+    loss = trainer.state.log_history[0]["loss"]
+    assert math.isfinite(loss)
+    if algorithm == "raft":
+        assert loss == pytest.approx(-1.0)  # -mean(weight * ratio) with weight 1 and ratio 1 on every kept token
+    assert any(not torch.equal(value, before[name]) for name, value in trainer.model.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------------- use_liger_kernel
+
+TRL_VERSION = Version(Version(trl.__version__).base_version)
+try:  # TRL 1.15.x has log-probs only as a Triton kernel (trl_ext/version.py)
+    check_trl_runs_on("cpu")
+    LOGPROBS_ON_CPU = True
+except ValueError:
+    LOGPROBS_ON_CPU = False
+
+
+@pytest.mark.parametrize("algorithm", ["raft", "reinforce_rej", "grpo"])
+def test_liger_refused_where_grpo_trainer_bypasses_compute_loss(tmp_path, monkeypatch, algorithm):
+    # TRL <= 1.13 sends use_liger_kernel=True to GRPOTrainer.compute_liger_loss, which never calls _compute_loss
+    # nor reads the loss mask: RAFT's loss and every sample filter would silently not apply.
+    from trl import GRPOTrainer
+
+    monkeypatch.setattr(GRPOTrainer, "compute_liger_loss", lambda self, model, inputs: 0.0, raising=False)
+    with pytest.raises(ValueError, match="use_liger_kernel=True is not supported with this TRL.*bypassing `_compute_loss`"):
+        make_trainer(algorithm, build_tokenizer(), tmp_path, use_liger_kernel=True, loss_type="dapo")
+
+
+def test_liger_flag_keeps_the_raft_loss_and_the_masks(tmp_path, tiny_tokenizer, monkeypatch):
+    # On TRL 1.14.2-1.16 use_liger_kernel=True still computes the loss in _compute_loss (1.14.2: through TRL's
+    # chunked LM head instead of full logits; 1.15+: Liger's layer kernels only). Liger is not installed here,
+    # so its layer kernels (transformers' apply_liger_kernel, Triton-only) are stubbed; the TRL code path is real.
+    import transformers.trainer
+    from trl import GRPOTrainer
+
+    assert not hasattr(GRPOTrainer, "compute_liger_loss")
+    monkeypatch.setattr(transformers.trainer, "apply_liger_kernel", lambda model, config: None)
+    monkeypatch.setattr("trl.trainer.grpo_trainer.is_liger_kernel_available", lambda *a, **k: True, raising=False)
+    model = build_model(tiny_tokenizer)
+    liger = make_trainer("raft", tiny_tokenizer, tmp_path / "liger", model=copy.deepcopy(model), use_liger_kernel=True)
+    plain = make_trainer("raft", tiny_tokenizer, tmp_path / "plain", model=copy.deepcopy(model))
+    if TRL_VERSION >= Version("1.15.0"):  # TRL keeps its fused LM head: Liger's fused cross-entropy is turned off
+        assert liger.args.liger_kernel_config["fused_linear_cross_entropy"] is False
+    batch = generate(liger)
+    assert batch["advantages"].tolist() == generate(plain)["advantages"].tolist()
+    # Stale old log-probs: GRPO's ratio would be far outside the clip range (zero gradient); RAFT's _compute_loss
+    # withholds them, so the gradient is still the NLL of the kept tokens, with the rejected rows masked.
+    stale = dict(batch, old_per_token_logps=torch.full(batch["completion_ids"].shape, -50.0))
+    grad_liger = gradient(liger, stale)
+    assert any(float(g.abs().max()) > 0 for g in grad_liger.values())
+    assert_same_gradients(grad_liger, gradient(plain, batch), rtol=1e-4, atol=1e-6)
+    rejected = dict(batch, tool_mask=torch.zeros_like(batch["tool_mask"]))
+    assert all(float(g.abs().max()) == 0.0 for g in gradient(liger, rejected).values())
+
+
+# ---------------------------------------------------------------------------------------------- TRL 1.15 on CPU
+
+
+@pytest.mark.skipif(LOGPROBS_ON_CPU, reason="only TRL 1.15.x lacks a torch log-prob path")
+def test_trl_1_15_on_cpu_is_refused_at_construction_and_stock_grpo_fails_too(tmp_path):
+    from trl import GRPOConfig, GRPOTrainer
+
+    tiny_tokenizer = build_tokenizer()
+    with pytest.raises(ValueError, match=r"computes log-probabilities only with its Triton fused LM head"):
+        make_trainer("raft", tiny_tokenizer, tmp_path / "raft")
+    # what the refusal saves the user from: stock GRPOTrainer builds, then fails inside TRL at its first step
+    args = tiny_config(GRPOConfig, tmp_path / "grpo", loss_type="dapo")
+    stock = GRPOTrainer(build_model(tiny_tokenizer), make_fixed_reward(), args=args, processing_class=tiny_tokenizer,
+                        train_dataset=Dataset.from_dict({"prompt": list(PROMPT_CORRECT)}))
+    if importlib.util.find_spec("triton") is None:  # CPU-only torch: TRL's kernel import failed, the head is None
+        with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'apply'"):
+            stock.train()
+    else:  # Triton kernels cannot launch on CPU tensors
+        with pytest.raises(Exception):
+            stock.train()
+
+
 # ---------------------------------------------------------------------------------------------- edge cases
 
 
@@ -309,9 +433,15 @@ def test_completions_table_has_weights_and_kept_column(tmp_path, tiny_tokenizer)
     trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, log_completions=True)
     trainer.train()
     table = pd.read_parquet(tmp_path / "completions" / "completions_00001.parquet")
-    expected_kept = [0 < sum(PROMPT_CORRECT[p]) < NUM_GENERATIONS for p in table["prompt"]]
-    assert table["kept"].tolist() == expected_kept
-    for prompt, kept, advantage, reward in zip(table["prompt"], table["kept"], table["advantage"], table["fixed_reward"]):
+    # TRL 1.16 logs the prompt as given, 1.14.2 the decoded prompt tokens (here "Q 3 :   3 + 0 ="): match by the
+    # prompt without whitespace, one table prompt for each logged one.
+    by_chars = {"".join(prompt.split()): prompt for prompt in PROMPT_CORRECT}
+    assert len(by_chars) == len(PROMPT_CORRECT)
+    prompts = [by_chars["".join(logged.split())] for logged in table["prompt"]]
+    assert sorted(prompts) == sorted(p for p in PROMPT_CORRECT for _ in range(NUM_GENERATIONS))
+    expected_kept = [0 < sum(PROMPT_CORRECT[p]) < NUM_GENERATIONS for p in prompts]
+    assert table["kept"].tolist() == expected_kept and 0 < sum(expected_kept) < len(expected_kept)
+    for prompt, kept, advantage, reward in zip(prompts, table["kept"], table["advantage"], table["fixed_reward"]):
         assert advantage == (0.0 if not kept else (1.0 if reward > 0 else -1.0)), prompt
 
 

@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_selection_hard_drop_and_all_rejected(tmp_path):
+def test_two_process_selection_hard_drop_and_all_rejected(tmp_path, trl_trains_on_cpu):
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     command = [
