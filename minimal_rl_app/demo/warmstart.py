@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 import torch
 
-from minimal_rl_app.demo.evaluate import demo_messages, demo_prompt, evaluate_heldout
+from minimal_rl_app.demo.evaluate import demo_messages, demo_prompt
+from minimal_rl_app.heldout import evaluate_heldout
 from minimal_rl_app.demo.model import ModelConfig, build_model, build_tokenizer
 from minimal_rl_app.demo.task import TaskConfig, TaskSplits, completion_text, make_splits
 
