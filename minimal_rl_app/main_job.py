@@ -283,11 +283,15 @@ def run_training(
     try:
         trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
     except KeyboardInterrupt:
+        if outputs is not None:
+            outputs.adopt_tree(f"{prefix}trl", callback._trl_before)
         callback.payload["status"] = "interrupted"
         callback.payload["train_seconds"] = round(time.perf_counter() - t0, 1)  # this attempt only
         callback.on_train_end(None, None, None)
         callback._write()
         raise
+    if outputs is not None:  # TRL's model card, TensorBoard event files, ...
+        outputs.adopt_tree(f"{prefix}trl", callback._trl_before)
     callback.payload["status"] = "complete"
     callback.payload["train_seconds"] = round(time.perf_counter() - t0 + seconds_before, 1)
     callback.payload["summary"] = summarize(callback.payload)

@@ -128,7 +128,9 @@ def supervised_warmstart(
     history = []
     accuracy = 0.0
     step = 0
-    bar = tqdm(total=config.max_steps, desc="warm-start (supervised)", disable=not progress, unit="step", leave=False)
+    # No total: the run stops on measured accuracy, usually long before max_steps; the bar counts what it does.
+    bar = tqdm(desc=f"warm-start (supervised, until sampled accuracy >= {config.target_accuracy:.2f})",
+               disable=not progress, unit="step", leave=False)
     try:
         for step in range(1, config.max_steps + 1):
             batch = rng.sample(examples, config.batch_size)
