@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 POSITIVE_ONLY = ("raft", "raft_pp", "raft_pp_no_clip")
+COMPARE_FILES = ("compare.md", "compare.json", "compare.png")  # what the report writes into the compare folder
 
 
 def _interp_kl_at(evals: list[dict], accuracy: float) -> float | None:
@@ -274,7 +275,6 @@ def render(out: Path, algorithms: list[str], seeds: list[int], folders: dict[tup
     if not runs:
         print(f"minimal-rl compare: error: no runs of {', '.join(algorithms)} in {out}", file=sys.stderr)
         return 2
-    from minimal_rl_app.jobs import COMPARE_FILES
     from minimal_rl_app.outputs import OutputDir
 
     OutputDir(out).add(*COMPARE_FILES)

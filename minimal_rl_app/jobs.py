@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from minimal_rl_app.comparison import COMPARE_FILES
 from minimal_rl_app.inputs import UsageError
 from minimal_rl_app.main_job import RUN_FILES, plot_partial, resume_point, run_name, settings_from, sigterm_as_interrupt
 from minimal_rl_app.outputs import OutputDir
 from minimal_rl_app.sources import check_source, load_source
-
-COMPARE_FILES = ("compare.md", "compare.json", "compare.png")
 
 
 def setup_environment(threads: int, report_to: list[str] | None = None) -> None:

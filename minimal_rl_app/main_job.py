@@ -21,14 +21,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
-
-import torch
-from transformers import TrainerCallback
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from minimal_rl.reward import math_verify_reward
 from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS
-from minimal_rl_app.run_log import MainJobCallback, summarize, write_json_atomic
+
+# torch, transformers and TRL are imported inside the functions: the CLI's parser reads run names from here.
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
 
 # Every algorithm of the table trains here (trl_ext.build_trainer picks its trainer).
 TRAINABLE = tuple(ALGORITHMS)
@@ -133,6 +133,7 @@ def build_run_trainer(
 ) -> Any:
     """The configured TRL trainer of ``settings.algorithm`` (made by `trl_ext.build_trainer`), with
     ``settings.sample_filter``, checkpoints every ``settings.save_every`` steps, and the demo's fixed choices."""
+    import torch
     from transformers.trainer_callback import PrinterCallback
 
     from trl_ext import build_trainer as build_trl_trainer
@@ -251,10 +252,12 @@ def run_training(
     file written, under ``rel``; ``resume`` is `resume_point`'s answer. KeyboardInterrupt is re-raised after
     the metrics file is marked ``interrupted``.
     """
+    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from minimal_rl.prompts import build_messages
+    from minimal_rl_app.run_log import MainJobCallback, summarize
 
     prefix = f"{rel}/" if rel else ""
     conversational_prompt = conversational_prompt or build_messages
