@@ -48,7 +48,26 @@ def _check_hub_model(model: str | None) -> None:
         raise UsageError(f"--model {model}: cannot load it ({str(exc).strip().splitlines()[0][:200]})") from None
 
 
-def _validate(args: argparse.Namespace, names: list[str], planned: list[str], root: Path) -> tuple[OutputDir, Any]:
+def _check_resume(args: argparse.Namespace, checked: Any, runs: list[tuple[str, int, Path]]) -> None:
+    """``--resume`` needs the settings the interrupted runs were started with."""
+    from dataclasses import asdict
+
+    for name, seed, run_dir in runs:
+        try:
+            earlier = json.loads((run_dir / "metrics.json").read_text()).get("settings")
+        except (OSError, ValueError):
+            continue
+        run_args = copy.copy(args)
+        run_args.seed = seed
+        now = asdict(settings_from(name, run_args, checked))
+        changed = sorted(k for k, v in now.items() if isinstance(earlier, dict) and earlier.get(k) != v and k != "save_every")
+        if changed:
+            raise UsageError(f"--resume: {run_dir} was trained with other settings "
+                             f"({', '.join(f'{k}={earlier.get(k)}' for k in changed)}); repeat the original command")
+
+
+def _validate(args: argparse.Namespace, names: list[str], planned: list[str], root: Path,
+              resume_runs: list[tuple[str, int, Path]] = ()) -> tuple[OutputDir, Any]:
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the run in --output-dir, --overwrite replaces it: choose one")
     for name in names:
@@ -59,6 +78,8 @@ def _validate(args: argparse.Namespace, names: list[str], planned: list[str], ro
     outputs = OutputDir(root)
     outputs.check(planned, args.overwrite, args.resume)
     checked = check_source(args)
+    if args.resume:
+        _check_resume(args, checked, list(resume_runs))
     setup_environment(args.threads, args.report_to)
     _check_hub_model(args.model)
     return outputs, checked
@@ -92,7 +113,7 @@ def _start_fresh_or_resume(outputs: OutputDir, rel: str, resume: bool, log: Call
         return "resume"
     if status is not None:
         log(f"{run_dir}: no checkpoint saved yet, starting this run again from step 0")
-        outputs.remove_listed(rel) if rel else outputs.clear()
+        outputs.clear([f"{rel}/{f}" if rel else f for f in RUN_FILES])
     return "fresh"
 
 
@@ -101,7 +122,8 @@ def train_command(args: argparse.Namespace, started: float) -> int:
 
     name = run_name(args.algorithm, args.sample_filter)
     try:
-        outputs, checked = _validate(args, [name], list(RUN_FILES), Path(args.output_dir or f"outputs/train-{name}").expanduser())
+        root = Path(args.output_dir or f"outputs/train-{name}").expanduser()
+        outputs, checked = _validate(args, [name], list(RUN_FILES), root, [(name, args.seed, root)])
     except UsageError as exc:
         print(f"minimal-rl train: error: {exc}", file=sys.stderr)
         return 2
@@ -111,7 +133,7 @@ def train_command(args: argparse.Namespace, started: float) -> int:
         if source is None:
             return 130
         if args.overwrite:
-            outputs.clear()
+            outputs.clear(RUN_FILES)
         state = _start_fresh_or_resume(outputs, "", args.resume, print)
         if state == "complete":
             print(f"{out}: this run is already complete; nothing to resume")
@@ -169,7 +191,7 @@ def compare_command(args: argparse.Namespace, started: float) -> int:
         return render(root, algorithms, seeds, folders)
     planned = list(COMPARE_FILES) + [f"{rel}/{f}" for rel in folders.values() for f in RUN_FILES]
     try:
-        outputs, checked = _validate(args, algorithms, planned, root)
+        outputs, checked = _validate(args, algorithms, planned, root, [(a, s, root / rel) for (a, s), rel in folders.items()])
     except UsageError as exc:
         print(f"minimal-rl compare: error: {exc}", file=sys.stderr)
         return 2
@@ -181,7 +203,7 @@ def compare_command(args: argparse.Namespace, started: float) -> int:
             if source is None:
                 return 130
             if args.overwrite:
-                outputs.clear()
+                outputs.clear(planned)
             for i, ((algo, seed), rel) in enumerate(folders.items(), 1):
                 state = _start_fresh_or_resume(outputs, rel, args.resume, print)
                 if state == "complete":

@@ -327,9 +327,12 @@ def train_one(name: str, args: Any, source: Any, outputs: Any, rel: str = "", lo
     out = outputs.root / rel if rel else outputs.root
     prefix = f"{rel}/" if rel else ""
     resume = resume_point(out) if getattr(args, "resume", False) else None
-    if resume and resume[0].get("settings") != asdict(settings):
-        changed = sorted(k for k, v in asdict(settings).items() if resume[0]["settings"].get(k) != v)
+    changed = sorted(k for k, v in asdict(settings).items()
+                     if resume and resume[0].get("settings", {}).get(k) != v and k != "save_every")
+    if changed:  # the command checks this first (jobs._check_resume); a direct caller gets it here
         raise ValueError(f"--resume: {out} was trained with other settings ({', '.join(changed)}); use the same ones")
+    if resume:
+        resume[0]["settings"]["save_every"] = settings.save_every
     heldout = [Problem(r["problem"], r["answer"]) for r in source.heldout_rows[: args.eval_problems]]
 
     def evaluate_factory(reference: Any) -> Callable[[Any, int], dict]:

@@ -84,21 +84,11 @@ class OutputDir:
                 "pass --overwrite to replace them, --resume to continue, or choose another folder"
             )
 
-    def clear(self) -> list[str]:
-        """Remove every file the manifest lists (and the folders that leaves empty); returns what went."""
-        removed = []
-        for rel in self.files:
-            path = self.root / rel
-            if path.is_file() or path.is_symlink():
-                path.unlink()
-                removed.append(rel)
-        for rel in sorted({p for f in self.files for p in map(str, Path(f).parents) if p != "."}, key=len, reverse=True):
-            folder = self.root / rel
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        self.files = []
-        self._save()
-        return removed
+    def clear(self, planned: Iterable[str] | None = None) -> None:
+        """Remove the listed files under each of ``planned`` (default: every listed file) and the folders
+        that leaves empty; files the manifest does not list stay."""
+        for rel in list(planned) if planned is not None else list(self.files):
+            self.remove_listed(rel)
 
     def add(self, *rels: str) -> None:
         """List files before writing them (so an interrupted write still belongs to the run)."""
@@ -124,18 +114,16 @@ class OutputDir:
         return _snapshot(self.root / rel)
 
     def remove_listed(self, rel: str) -> None:
-        """Remove the listed files under ``rel`` (e.g. an older TRL checkpoint), and ``rel`` if that empties it."""
+        """Remove the listed files at or under ``rel`` (e.g. an older TRL checkpoint), then the folders that
+        held them if that left them empty."""
         prefix = rel.rstrip("/") + "/"
-        for f in [f for f in self.files if f.startswith(prefix) or f == rel]:
+        gone = [f for f in self.files if f.startswith(prefix) or f == rel]
+        for f in gone:
             (self.root / f).unlink(missing_ok=True)
-        folder = self.root / rel
-        if folder.is_dir() and self.owns(rel):
-            for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                if not any(d.iterdir()):
-                    d.rmdir()
-            if not any(folder.iterdir()):
-                folder.rmdir()
-        before = len(self.files)
-        self.files = [f for f in self.files if not (f.startswith(prefix) or f == rel)]
-        if len(self.files) != before:
+        for folder in sorted({p for f in gone for p in Path(f).parents if str(p) != "."}, key=lambda p: len(p.parts), reverse=True):
+            path = self.root / folder
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        if gone:
+            self.files = [f for f in self.files if f not in gone]
             self._save()

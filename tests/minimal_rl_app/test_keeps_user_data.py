@@ -141,3 +141,18 @@ def test_prepare_data_refuses_an_existing_output_without_overwrite(tmp_path, cap
     assert main([*argv, "--overwrite"]) == 0
     assert json.loads((folder / "summary_test.json").read_text())["rows_written"] == 6
     assert (folder / "mine.txt").read_text() == "mine"
+
+
+def test_clear_removes_only_the_listed_files_of_the_planned_places(tmp_path):
+    out = OutputDir(tmp_path)
+    for rel in ("raft/metrics.json", "raft/model/w.bin", "grpo/metrics.json", "metrics.json"):
+        out.add(rel)
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    (tmp_path / "raft" / "model" / "mine.bin").write_text("mine")
+    out.clear(["raft/metrics.json", "raft/model"])
+    assert sorted(OutputDir(tmp_path).files) == ["grpo/metrics.json", "metrics.json"]
+    assert (tmp_path / "raft" / "model" / "mine.bin").read_text() == "mine"
+    assert not (tmp_path / "raft" / "metrics.json").exists() and (tmp_path / "grpo" / "metrics.json").exists()
+    out.clear(["grpo/metrics.json"])
+    assert not (tmp_path / "grpo").exists()  # a folder left empty by the removal goes too

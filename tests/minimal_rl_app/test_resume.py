@@ -92,8 +92,13 @@ def test_resume_refuses_other_settings_and_restarts_a_run_without_checkpoint(cac
     assert main([*base, "--resume", *no_checkpoints]) == 0
     assert "no checkpoint saved yet, starting this run again from step 0" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["status"] == "complete"
-    assert main([*base, "--resume", *RUN]) == 0  # complete: nothing to do
+    assert main([*base, "--resume", *no_checkpoints]) == 0  # complete: nothing to do
     assert "already complete" in capsys.readouterr().out
+    before = (out / "metrics.json").read_bytes()
+    assert main([*base, "--resume", *no_checkpoints, "--lr", "1e-3"]) == 2  # other settings: refused up front
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0] and "learning_rate=0.01" in err[0]
+    assert (out / "metrics.json").read_bytes() == before
 
 
 @pytest.mark.slow
