@@ -353,7 +353,8 @@ def train_one(name: str, args: Any, source: Any, outputs: Any, rel: str = "", lo
     # The held-out problems as JSONL, so `minimal-rl eval --data <out>/heldout.jsonl` can score the result.
     outputs.add(f"{prefix}heldout.jsonl", f"{prefix}metrics.png")
     (out / "heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in source.heldout_rows))
-    extra: dict[str, Any] = {"report_to": list(getattr(args, "report_to", None) or ["none"])}
+    report_to = [r for r in (getattr(args, "report_to", None) or []) if r != "none"] or ["none"]
+    extra: dict[str, Any] = {"report_to": report_to}
     if args.use_vllm:
         extra.update(use_vllm=True, vllm_mode="colocate")
     payload = run_training(

@@ -75,8 +75,8 @@ class OutputDir:
                 foreign.append(rel)
         if foreign:
             raise UsageError(
-                f"{flag} {self.root}: {', '.join(foreign[:3])} exist(s) but minimal-rl did not write them; "
-                "move them away or choose another folder (--overwrite removes only files minimal-rl wrote)"
+                f"{flag} {self.root}: {', '.join(foreign[:3])} exist(s) but minimal-rl did not write them (not in "
+                f"{MANIFEST}; older minimal-rl versions kept no such list): move them away or choose another folder"
             )
         if ours and not (overwrite or resume):
             raise UsageError(

@@ -50,7 +50,7 @@ def run_spec(text: str) -> str:
 def add_run_arguments(p: argparse.ArgumentParser, default_steps: int) -> None:
     """Arguments of one RL run (shared by train and compare)."""
     src = p.add_argument_group("model and data (default: the embedded demo, no download)")
-    src.add_argument("--model", default=None, help="local folder or hub id of a causal LM (default None: the embedded tiny Llama)")
+    src.add_argument("--model", default=None, help="local folder or hub id of a causal LM (None: the embedded tiny Llama)")
     src.add_argument("--dataset", nargs="+", default=None, metavar="JSONL", help="training JSONL files with `problem` and `answer` (needs --model)")
     src.add_argument("--eval-data", nargs="+", default=None, metavar="JSONL", help="held-out JSONL (None: the demo's held-out split, or the last --eval-problems rows of --dataset)")
     src.add_argument("--prompt-template", choices=("auto", "paper", "plain"), default="auto", help="paper: the paper's system prompt and suffix; plain: the bare problem; auto: plain for the embedded model, paper otherwise (recorded with the saved model for `eval`)")

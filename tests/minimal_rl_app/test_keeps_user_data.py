@@ -96,7 +96,7 @@ def test_files_minimal_rl_did_not_write_are_refused_even_with_overwrite(cache, t
     before = tree(out)
     assert main(["train", "--cache-dir", cache, "--output-dir", str(out), "--overwrite", *TINY_ARGS]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "did not write" in err[0] and "metrics.json" in err[0]
+    assert len(err) == 1 and "did not write" in err[0] and "metrics.json" in err[0] and "minimal-rl-files.json" in err[0]
     assert tree(out) == before
 
 
