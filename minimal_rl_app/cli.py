@@ -7,9 +7,13 @@ Each subcommand lives in its own module and registers itself in ``SUBCOMMANDS`` 
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
+import time
+
+STARTED = time.perf_counter()  # wall times the commands print include their start-up
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
 
 from minimal_rl import __version__
 
@@ -30,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minimal-rl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         importlib.import_module(module_name).add_arguments(p)
         p.set_defaults(_module=module_name)
     return parser
@@ -42,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    args.started = STARTED if argv is None else time.perf_counter()
     return int(importlib.import_module(args._module).run(args) or 0)
 
 

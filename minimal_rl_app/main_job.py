@@ -1,39 +1,55 @@
-"""The main job: RL on the embedded demo task (or any model + JSONL data) with the TRL trainers of trl_ext.
+"""A run: its settings and name, training with the TRL trainers of trl_ext, resuming from a checkpoint,
+and the held-out evaluation at intervals. This is what ``minimal-rl train`` and ``minimal-rl compare`` run.
 
-This is what ``minimal-rl train`` and ``minimal-rl compare`` run. There is no separate training loop: every
-algorithm of `minimal_rl.table` is a trl_ext subclass of `trl.GRPOTrainer` (`trl_ext.build_trainer`: RAFT, RAFT++,
-Reinforce-Rej and the Reinforce ablations, GRPO with or without a sample filter), driven by ``trainer.train()``. What this module adds is a
-callback that turns TRL's per-step logs into the spec's metrics, evaluates held-out accuracy and KL to
-the initial model at intervals, and keeps ``metrics.json`` valid after every step (atomic writes).
+There is no separate training loop: every algorithm of `minimal_rl.table` is a trl_ext subclass of
+`trl.GRPOTrainer` (`trl_ext.build_trainer`: RAFT, RAFT++, Reinforce-Rej and the Reinforce ablations, GRPO with or
+without a sample filter), driven by ``trainer.train()``. `minimal_rl_app.run_log` turns TRL's per-step logs into
+the spec's metrics and keeps ``metrics.json`` valid after every step; `minimal_rl_app.outputs` lists every file
+written, so ``--overwrite`` removes only those.
+
+Resume: TRL saves a checkpoint every ``save_every`` steps under ``<run>/trl/``; ``resume`` hands the latest one to
+``trainer.train(resume_from_checkpoint=...)`` (model, optimiser, scheduler, RNG states, data position) and cuts
+``metrics.json`` back to that step, so the resumed run logs what the uninterrupted one would have.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
-import os
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-import torch
-from transformers import TrainerCallback
-
-from minimal_rl.algorithms import compute_weights
-from minimal_rl.metrics import metric_key
 from minimal_rl.reward import math_verify_reward
 from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS, check_host_sampling, host_can_sample
 
+# torch, transformers and TRL are imported inside the functions: the CLI's parser reads run names from here.
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
 # Every algorithm of the table that trl_ext can sample for trains here (trl_ext.build_trainer picks its trainer).
 TRAINABLE = tuple(name for name in ALGORITHMS if host_can_sample(name, "trl_ext"))
+# What one run writes into its folder (relative paths; the manifest lists the files inside model/ and trl/).
+RUN_FILES = ("metrics.json", "metrics.png", "heldout.jsonl", "model", "trl")
 
 
 def run_name(algorithm: str, sample_filter: str | None = None) -> str:
-    """A run's name: the algorithm, or ``algorithm+filter`` when a sample filter replaces its own (the inverse of
-    `minimal_rl_app.commands.common.parse_run_name`)."""
+    """A run's name: the algorithm, or ``algorithm+filter`` when a sample filter replaces its own."""
     return algorithm if sample_filter is None else f"{algorithm}+{sample_filter}"
+
+
+def parse_run_name(name: str) -> tuple[str, str | None]:
+    """``"grpo+drop_uniform"`` -> ("grpo", "drop_uniform"); ``"raft"`` -> ("raft", None) (inverse of `run_name`)."""
+    algorithm, _, sample_filter = name.partition("+")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
+    check_host_sampling(algorithm, "trl_ext")  # Reinforce-Ada's rows: say what is missing
+    if sample_filter and sample_filter not in SAMPLE_FILTERS:
+        raise ValueError(f"unknown sample filter {sample_filter!r} in {name!r}; choose one of: {', '.join(SAMPLE_FILTERS)}")
+    return algorithm, sample_filter or None
 
 
 @dataclass
@@ -59,6 +75,9 @@ class TrainSettings:
     eval_samples: int = 4  # samples per held-out problem (temperature 1.0)
     seed: int = 0
     hard_drop: bool = True  # same gradient as masking, saves the dropped rows' compute
+    # TRL checkpoint every N optimiser steps (0: none); a multiple of mini_batches, so a resumed run starts
+    # at a rollout boundary (TRL regenerates there) and repeats the uninterrupted run exactly.
+    save_every: int = 0
 
     @property
     def name(self) -> str:
@@ -80,6 +99,11 @@ class TrainSettings:
             )
         if self.num_generations < 2:
             raise ValueError("num_generations must be >= 2 (groups of one have no mixed kind)")
+        if self.save_every < 0 or self.save_every % self.mini_batches:
+            raise ValueError(
+                f"--save-every {self.save_every} must be a multiple of --mini-batches {self.mini_batches} "
+                "(checkpoints at rollout boundaries), or 0"
+            )
         if not self.learning_rate > 0:
             raise ValueError("learning_rate must be > 0")
 
@@ -99,7 +123,7 @@ class RecordingReward:
         return scores
 
 
-def build_trainer(
+def build_run_trainer(
     settings: TrainSettings,
     model: Any,
     tokenizer: Any,
@@ -109,7 +133,9 @@ def build_trainer(
     callbacks: Sequence[TrainerCallback] = (),
     extra_config: dict | None = None,
 ) -> Any:
-    """The TRL trainer of ``settings.algorithm`` (`trl_ext.build_trainer`), with ``settings.sample_filter``."""
+    """The configured TRL trainer of ``settings.algorithm`` (made by `trl_ext.build_trainer`), with
+    ``settings.sample_filter``, checkpoints every ``settings.save_every`` steps, and the demo's fixed choices."""
+    import torch
     from transformers.trainer_callback import PrinterCallback
 
     from trl_ext import build_trainer as build_trl_trainer
@@ -133,7 +159,8 @@ def build_trainer(
         epsilon=settings.epsilon,
         loss_type="dapo",  # token mean over the batch for every algorithm: identical aggregation
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if settings.save_every else "no",
+        save_steps=settings.save_every or 500,
         report_to="none",
         disable_tqdm=True,
         seed=settings.seed,
@@ -161,178 +188,44 @@ def build_trainer(
     return trainer
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write-then-rename, so an interrupted run (Ctrl-C, kill) always leaves a complete, valid file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(_sanitize(payload), f, indent=1, allow_nan=False, default=_json_default)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (what `timeout`, `kill` and batch schedulers send) handled like Ctrl-C: KeyboardInterrupt, so the
+    run is marked ``interrupted``, its partial figure drawn, and it can be resumed."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _sanitize(value: Any) -> Any:
-    """Recursively replace NaN / inf (not JSON) by None."""
-    if isinstance(value, dict):
-        return {k: _sanitize(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_sanitize(v) for v in value]
-    return _clean(value)
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: store them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
+def resume_point(run_dir: Path) -> tuple[dict, Path] | None:
+    """(the earlier run's metrics cut back to its last checkpoint, that checkpoint) or None if there is none."""
+    try:
+        payload = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
         return None
-    return value
-
-
-# TRL log key -> our metric name
-TRL_KEYS = {
-    "reward": "reward",
-    "entropy": "entropy",
-    "kl": "kl_train",
-    "completions/mean_length": "completion_length",
-    "clip_ratio/region_mean": "clip_ratio",
-    **{metric_key(name): name for name in ("samples_kept_frac", "tokens_kept_frac", "weight_mean")},
-    "learning_rate": "learning_rate",
-    "loss": "loss",
-}
-
-
-ROLLOUT_KEYS = ("reward", "completion_length", "samples_kept_frac", "tokens_kept_frac", "weight_mean")
-
-
-class MainJobCallback(TrainerCallback):
-    """Per-step metrics, held-out evaluations, the progress bar and the always-valid metrics file."""
-
-    def __init__(
-        self,
-        settings: TrainSettings,
-        reward: RecordingReward,
-        evaluate: Callable[[Any, int], dict[str, float]],
-        metrics_path: Path,
-        header: dict,
-        progress: bool = True,
-        log: Callable[[str], None] = print,
-        log_every: int = 1,
-    ) -> None:
-        self.settings = settings
-        self.reward = reward
-        self.evaluate = evaluate
-        self.metrics_path = metrics_path
-        self.payload = {**header, "status": "running", "steps": [], "evals": []}
-        self.progress = progress
-        self.log = log
-        self.log_every = max(1, log_every)
-        self.bar = None
-        self._t_last = None
-        self._t_start = None
-        self._rollout: dict[str, float] = {}
-
-    # -- helpers
-    def _write(self) -> None:
-        write_json_atomic(self.metrics_path, self.payload)
-
-    def _eval(self, model: Any, step: int) -> dict:
-        t0 = time.perf_counter()
-        result = {"step": step, **self.evaluate(model, step), "seconds": round(time.perf_counter() - t0, 2)}
-        self.payload["evals"].append({k: _clean(v) for k, v in result.items()})
-        return result
-
-    def _say(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text)
-        else:
-            self.log(text)
-
-    # -- TrainerCallback
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        from tqdm.auto import tqdm
-
-        self._t_start = self._t_last = time.perf_counter()
-        ev = self._eval(model, 0)
-        self._say(
-            f"[{self.settings.name}] step 0: held-out accuracy {ev['heldout_accuracy']:.3f} "
-            f"({self.settings.eval_problems} problems x {self.settings.eval_samples} samples)"
-        )
-        self._write()
-        self.bar = tqdm(total=self.settings.steps, desc=self.settings.name, unit="step", disable=not self.progress)
-
-    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
-        logs = logs or {}
-        if "train_runtime" in logs or "loss" not in logs:  # the final train summary, not a step
-            return
-        now = time.perf_counter()
-        step = int(state.global_step)
-        rec: dict[str, Any] = {"step": step, "seconds": round(now - self._t_last, 3)}
-        self._t_last = now
-        for key, name in TRL_KEYS.items():
-            if key in logs and logs[key] is not None:
-                rec[name] = float(logs[key])
-        # Rollout-level numbers are logged by TRL on the first mini-batch of a rollout batch only; the
-        # other mini-batches of the same rollout batch share them.
-        if "reward" in logs:
-            self._rollout = {k: rec[k] for k in ROLLOUT_KEYS if k in rec}
-        else:
-            for k, v in self._rollout.items():
-                rec.setdefault(k, v)
-        scores = self.reward.last_scores
-        if scores:
-            result = compute_weights(torch.tensor(scores), "grpo", group_size=self.settings.num_generations)
-            m = result.metrics()
-            rec["accuracy"] = m["accuracy_before_filter"]
-            rec["groups_all_correct"] = m["groups_all_correct"]
-            rec["groups_all_wrong"] = m["groups_all_wrong"]
-            rec["groups_mixed"] = m["groups_mixed"]
-        rec.setdefault("samples_kept_frac", 1.0)
-        last = step >= self.settings.steps
-        if step % self.settings.eval_every == 0 or last:
-            ev = self._eval(model, step)
-            rec["heldout_accuracy"] = ev["heldout_accuracy"]
-            for key in ("heldout_kl", "heldout_entropy"):
-                if key in ev:
-                    rec[key] = ev[key]
-        self.payload["steps"].append({k: _clean(v) for k, v in rec.items()})
-        self.payload["elapsed_s"] = round(now - self._t_start, 1)
-        self._write()
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(acc=f"{rec.get('accuracy', float('nan')):.2f}", ent=f"{rec.get('entropy', float('nan')):.3f}")
-        if step % self.log_every == 0 or "heldout_accuracy" in rec or last:
-            self._say(format_step(self.settings.name, rec))
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def format_step(algorithm: str, rec: dict) -> str:
-    """One log line per step: reward, accuracy, filtered fractions, KL, entropy (and held-out results)."""
-
-    def f(key: str, fmt: str = ".3f") -> str:
-        v = rec.get(key)
-        return "  -  " if v is None else format(v, fmt)
-
-    line = (
-        f"[{algorithm}] step {rec['step']:>4}  reward {f('reward', '+.3f')}  acc {f('accuracy')}  "
-        f"groups ok/wrong/mixed {f('groups_all_correct', '.2f')}/{f('groups_all_wrong', '.2f')}/{f('groups_mixed', '.2f')}  "
-        f"kept {f('samples_kept_frac', '.2f')}  entropy(kept) {f('entropy')}"
-    )
-    if "kl_train" in rec:
-        line += f"  kl {f('kl_train', '.4f')}"
-    if "heldout_accuracy" in rec:
-        line += f"  | held-out acc {f('heldout_accuracy')}"
-        if "heldout_kl" in rec:
-            line += f"  KL-to-init {f('heldout_kl', '.4f')}  entropy {f('heldout_entropy')}"
-    return line + f"  ({rec['seconds']:.2f}s)"
+    checkpoint = payload.get("checkpoint") or {}
+    path = run_dir / str(checkpoint.get("path", ""))
+    if not checkpoint or not (path / "trainer_state.json").is_file():
+        return None
+    step = int(checkpoint["step"])
+    payload["steps"] = [s for s in payload.get("steps", []) if s["step"] <= step]
+    payload["evals"] = [e for e in payload.get("evals", []) if e["step"] <= step]
+    # Time spent so far, steps past the checkpoint included (they are done again).
+    payload["train_seconds_before_resume"] = payload.get("train_seconds_before_resume", 0.0) + (payload.get("train_seconds") or 0.0)
+    for key in ("summary", "train_seconds", "wall_seconds_total", "checkpoint"):
+        payload.pop(key, None)
+    payload["checkpoint"] = checkpoint
+    return payload, path
 
 
 def run_training(
@@ -348,69 +241,154 @@ def run_training(
     save_model: bool = True,
     log_every: int = 1,
     extra_config: dict | None = None,
+    outputs: Any = None,
+    rel: str = "",
+    resume: tuple[dict, Path] | None = None,
+    prompt_template: str | None = None,
 ) -> dict:
     """Train ``settings.algorithm`` from the model at ``model_path``; returns the final metrics payload.
 
     ``train_rows`` are ``{"problem", "answer"}`` dicts; ``conversational_prompt`` turns a problem into chat
-    messages (the demo's bare problem, or the paper's template). ``evaluate_factory(reference_model)``
-    returns ``evaluate(model, step) -> dict`` (held-out accuracy and KL to the reference).
-    KeyboardInterrupt is re-raised after the metrics file is marked ``interrupted``.
+    messages. ``evaluate_factory(reference_model)`` returns ``evaluate(model, step) -> dict`` (held-out accuracy
+    and KL to the reference, the initial model). ``outputs`` (`minimal_rl_app.outputs.OutputDir`) lists every
+    file written, under ``rel``; ``resume`` is `resume_point`'s answer. KeyboardInterrupt is re-raised after
+    the metrics file is marked ``interrupted``.
     """
+    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from minimal_rl.prompts import build_messages
+    from minimal_rl_app.run_log import MainJobCallback, summarize
 
+    prefix = f"{rel}/" if rel else ""
     conversational_prompt = conversational_prompt or build_messages
     torch.manual_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     dtype = torch.float32 if not torch.cuda.is_available() else "auto"
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
-    reference = copy.deepcopy(model).eval()
+    reference = copy.deepcopy(model).eval()  # the initial model (also when resuming: KL is to the start)
     for p in reference.parameters():
         p.requires_grad_(False)
     dataset = Dataset.from_list([{"prompt": conversational_prompt(r["problem"]), "answer": str(r["answer"])} for r in train_rows])
     reward = RecordingReward()
     metrics_path = output_dir / "metrics.json"
+    if outputs is not None:
+        outputs.add(f"{prefix}metrics.json")
     header = {**header, "settings": asdict(settings)}
     callback = MainJobCallback(
-        settings, reward, evaluate_factory(reference), metrics_path, header, progress=progress, log=log, log_every=log_every
+        settings, reward, evaluate_factory(reference), metrics_path, header, progress=progress, log=log,
+        log_every=log_every, outputs=outputs, trl_rel=f"{prefix}trl", resumed=resume[0] if resume else None,
     )
-    trainer = build_trainer(
+    trainer = build_run_trainer(
         settings, model, tokenizer, dataset, output_dir / "trl", reward, callbacks=[callback], extra_config=extra_config
     )
     t0 = time.perf_counter()
+    seconds_before = float(callback.payload.get("train_seconds_before_resume", 0.0))
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
     except KeyboardInterrupt:
+        if outputs is not None:
+            outputs.adopt_tree(f"{prefix}trl", callback._trl_before)
         callback.payload["status"] = "interrupted"
-        callback.payload["train_seconds"] = round(time.perf_counter() - t0, 1)
+        callback.payload["train_seconds"] = round(time.perf_counter() - t0, 1)  # this attempt only
         callback.on_train_end(None, None, None)
         callback._write()
         raise
+    if outputs is not None:  # TRL's model card, TensorBoard event files, ...
+        outputs.adopt_tree(f"{prefix}trl", callback._trl_before)
     callback.payload["status"] = "complete"
-    callback.payload["train_seconds"] = round(time.perf_counter() - t0, 1)
+    callback.payload["train_seconds"] = round(time.perf_counter() - t0 + seconds_before, 1)
     callback.payload["summary"] = summarize(callback.payload)
     callback._write()
     if save_model:
-        trainer.model.save_pretrained(output_dir / "model")
-        tokenizer.save_pretrained(output_dir / "model")
+        def save(folder: Path) -> None:
+            trainer.model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            if prompt_template:
+                from minimal_rl_app.templates import record_template
+
+                record_template(folder, prompt_template)
+
+        if outputs is not None:
+            outputs.write_tree(f"{prefix}model", save)
+        else:
+            save(output_dir / "model")
     return callback.payload
 
 
-def summarize(payload: dict) -> dict:
-    """Start / end numbers of a run (what the README and the compare table quote)."""
-    evals = payload.get("evals", [])
-    steps = payload.get("steps", [])
-    out: dict[str, Any] = {}
-    if evals:
-        out["heldout_accuracy_start"] = evals[0].get("heldout_accuracy")
-        out["heldout_accuracy_end"] = evals[-1].get("heldout_accuracy")
-        out["heldout_kl_end"] = evals[-1].get("heldout_kl")
-    if steps:
-        secs = [s["seconds"] for s in steps[1:]] or [steps[0]["seconds"]]
-        out["seconds_per_step_median"] = sorted(secs)[len(secs) // 2]
-        ent = [e.get("heldout_entropy") for e in evals if e.get("heldout_entropy") is not None]
-        if ent:
-            out["entropy_start"], out["entropy_end"] = ent[0], ent[-1]
-    return out
+def train_one(name: str, args: Any, source: Any, outputs: Any, rel: str = "", log: Callable[[str], None] = print) -> dict:
+    """One run (``algorithm`` or ``algorithm+filter``) of ``source`` (`minimal_rl_app.sources.RunSource`) into
+    ``outputs.root / rel``: metrics.json, metrics.png, heldout.jsonl, model/ and trl/ checkpoints. ``args`` are
+    the parsed run arguments; ``args.resume`` continues from the run's last checkpoint when there is one."""
+    from minimal_rl_app.demo.task import Problem
+    from minimal_rl_app.heldout import evaluate_heldout
+    from minimal_rl_app.plots import plot_run
+
+    settings = settings_from(name, args, source)
+    out = outputs.root / rel if rel else outputs.root
+    prefix = f"{rel}/" if rel else ""
+    resume = resume_point(out) if getattr(args, "resume", False) else None
+    changed = sorted(k for k, v in asdict(settings).items()
+                     if resume and resume[0].get("settings", {}).get(k) != v and k != "save_every")
+    if changed:  # the command checks this first (jobs._check_resume); a direct caller gets it here
+        raise ValueError(f"--resume: {out} was trained with other settings ({', '.join(changed)}); use the same ones")
+    if resume:
+        resume[0]["settings"]["save_every"] = settings.save_every
+    heldout = [Problem(r["problem"], r["answer"]) for r in source.heldout_rows[: args.eval_problems]]
+
+    def evaluate_factory(reference: Any) -> Callable[[Any, int], dict]:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source.model_path)
+
+        def evaluate(model: Any, step: int) -> dict:
+            # Same seed at every evaluation: differences between evaluations are the model's, not the dice's.
+            return evaluate_heldout(
+                model, tokenizer, heldout, samples_per_problem=args.eval_samples, seed=args.seed + 10_000,
+                reference_model=reference, max_new_tokens=source.max_completion_length, messages=source.messages,
+            )
+
+        return evaluate
+
+    out.mkdir(parents=True, exist_ok=True)
+    # The held-out problems as JSONL, so `minimal-rl eval --data <out>/heldout.jsonl` can score the result.
+    outputs.add(f"{prefix}heldout.jsonl", f"{prefix}metrics.png")
+    (out / "heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in source.heldout_rows))
+    report_to = [r for r in (getattr(args, "report_to", None) or []) if r != "none"] or ["none"]
+    extra: dict[str, Any] = {"report_to": report_to}
+    if args.use_vllm:
+        extra.update(use_vllm=True, vllm_mode="colocate")
+    payload = run_training(
+        settings, source.model_path, source.train_rows, evaluate_factory, out, source.header,
+        progress=not args.no_progress, log=log, conversational_prompt=source.messages, log_every=args.log_every,
+        extra_config=extra, outputs=outputs, rel=rel, resume=resume, prompt_template=source.template,
+    )
+    plot_run(payload, out / "metrics.png", title=f"{name} on {source.header.get('model', '')}")
+    return payload
+
+
+def settings_from(name: str, args: Any, source: Any = None) -> TrainSettings:
+    """The settings of run ``name`` from the parsed arguments (ValueError with one line when they clash)."""
+    algorithm, sample_filter = parse_run_name(name)
+    same_name = ("steps", "prompts_per_step", "num_generations", "mini_batches", "beta", "eval_every",
+                 "eval_problems", "eval_samples", "seed")
+    save_every = args.save_every
+    if save_every is None:  # default: about every 50 steps, at a rollout boundary
+        save_every = -(-50 // args.mini_batches) * args.mini_batches
+    return TrainSettings(
+        algorithm=algorithm, sample_filter=sample_filter, save_every=save_every,
+        learning_rate=source.learning_rate if source else (args.lr or 1e-4),
+        max_completion_length=source.max_completion_length if source else (args.max_completion_length or 16),
+        **{key: getattr(args, key) for key in same_name},
+    )
+
+
+def plot_partial(out: Path, name: str) -> None:
+    """After an interruption: plot what the (atomically written) metrics file holds."""
+    from minimal_rl_app.plots import plot_run
+
+    try:
+        plot_run(json.loads((out / "metrics.json").read_text()), out / "metrics.png", title=f"{name} (interrupted)")
+    except Exception:  # noqa: BLE001 - plotting a partial run is best effort
+        pass

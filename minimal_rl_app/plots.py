@@ -61,23 +61,61 @@ def plot_run(payload: dict, path: Path, title: str | None = None) -> Path:
     return path
 
 
-def plot_compare(payloads: dict[str, dict], path: Path, title: str = "") -> Path:
-    """Side by side: held-out accuracy, batch accuracy, entropy vs step, and KL vs held-out accuracy."""
+def _mean_band(payloads: list[dict], key: str, source: str) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Steps, mean over runs, and the band: min..max over runs (several seeds) or, for one run, +-1 standard
+    error of a held-out accuracy (0.5 / sqrt(problems x samples) at most, the binomial bound)."""
+    series = [dict(zip(*_series(p, key, source))) for p in payloads]
+    steps = sorted(set.intersection(*(set(s) for s in series))) if series else []
+    mean = [sum(s[x] for s in series) / len(series) for x in steps]
+    if len(series) > 1:
+        return steps, mean, [min(s[x] for s in series) for x in steps], [max(s[x] for s in series) for x in steps]
+    settings = payloads[0].get("settings", {}) if payloads else {}
+    n = max(1, (settings.get("eval_problems") or 1) * (settings.get("eval_samples") or 1))
+    se = [(m * (1 - m) / n) ** 0.5 if 0 <= m <= 1 else 0.0 for m in mean]
+    return steps, mean, [m - e for m, e in zip(mean, se)], [m + e for m, e in zip(mean, se)]
+
+
+def plot_compare(runs: dict[str, list[dict] | dict], path: Path, title: str = "") -> Path:
+    """Side by side: held-out accuracy (with its noise band), batch accuracy, entropy vs step, and KL vs
+    held-out accuracy (each evaluation a point, later ones darker; the last one ringed) for each algorithm.
+
+    ``runs``: algorithm -> one payload or a list of payloads (seeds): lines are means, bands min..max."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
-    for name, payload in payloads.items():
-        x, y = _series(payload, "heldout_accuracy", "evals")
-        axes[0].plot(x, y, "o-", label=name, markersize=3)
-        x, y = _series(payload, "accuracy")
-        axes[1].plot(x, smooth(y, 15), label=name)
-        x, y = _series(payload, "heldout_entropy", "evals")
-        axes[2].plot(x, y, "o-", label=name, markersize=3)
-        evals = [e for e in payload.get("evals", []) if e.get("heldout_kl") is not None]
-        axes[3].plot([e["heldout_accuracy"] for e in evals], [e["heldout_kl"] for e in evals], "o-", label=name, markersize=3)
-    axes[0].set(title="held-out accuracy", xlabel="step")
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    for i, (name, payloads) in enumerate(runs.items()):
+        payloads = payloads if isinstance(payloads, list) else [payloads]
+        color = f"C{i}"
+        label = name if len(payloads) == 1 else f"{name} (mean of {len(payloads)} seeds)"
+        x, y, lo, hi = _mean_band(payloads, "heldout_accuracy", "evals")
+        axes[0].plot(x, y, "o-", label=label, markersize=3, color=color)
+        axes[0].fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
+        curves = [_series(p, "accuracy") for p in payloads]
+        if curves and curves[0][0]:
+            length = min(len(c[1]) for c in curves)
+            ys = [smooth(c[1][:length], 15) for c in curves]
+            m = [sum(v) / len(v) for v in zip(*ys)]
+            axes[1].plot(curves[0][0][:length], m, label=label, color=color)
+            if len(ys) > 1:
+                axes[1].fill_between(curves[0][0][:length], [min(v) for v in zip(*ys)], [max(v) for v in zip(*ys)],
+                                     color=color, alpha=0.15, linewidth=0)
+        x, y, lo, hi = _mean_band(payloads, "heldout_entropy", "evals")
+        axes[2].plot(x, y, "o-", label=label, markersize=3, color=color)
+        if len(payloads) > 1:
+            axes[2].fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
+        xs, acc, _, _ = _mean_band(payloads, "heldout_accuracy", "evals")
+        xk, kl, _, _ = _mean_band(payloads, "heldout_kl", "evals")
+        pts = [(a, kl[xk.index(s)], s) for s, a in zip(xs, acc) if s in xk]
+        if pts:
+            last = max(p[2] for p in pts) or 1
+            axes[3].scatter([p[0] for p in pts], [p[1] for p in pts], s=14, color=color, label=label,
+                            alpha=[0.25 + 0.75 * p[2] / last for p in pts])
+            axes[3].scatter([pts[-1][0]], [pts[-1][1]], s=70, facecolors="none", edgecolors=color)
+    n_band = "min..max over seeds" if any(isinstance(p, list) and len(p) > 1 for p in runs.values()) else "±1 s.e."
+    axes[0].set(title=f"held-out accuracy (band: {n_band})", xlabel="step")
     axes[1].set(title="training-batch accuracy (moving avg 15)", xlabel="step")
     axes[2].set(title="token entropy (held-out samples)", xlabel="step")
-    axes[3].set(title="KL to initial model vs held-out accuracy", xlabel="held-out accuracy", ylabel="KL per token")
+    axes[3].set(title="KL to initial model vs held-out accuracy\n(one point per evaluation, later darker, last ringed)",
+                xlabel="held-out accuracy", ylabel="KL per token")
     for ax in axes:
         ax.legend(fontsize=8)
     if title:

@@ -25,7 +25,9 @@ import json
 import logging
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from minimal_rl.data import (
@@ -40,6 +42,10 @@ from minimal_rl.data import (
     trl_row,
     verl_row,
 )
+
+from minimal_rl_app.commands.common import positive_int
+from minimal_rl_app.inputs import UsageError, check_writable_dir
+from minimal_rl_app.outputs import OutputDir
 
 logger = logging.getLogger(__name__)
 
@@ -59,23 +65,43 @@ def read_local_records(path: str) -> Iterator[dict]:
     if lower.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        yield from pq.read_table(path).to_pylist()
+        try:
+            yield from pq.read_table(path).to_pylist()
+        except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a damaged file vary by version
+            raise ValueError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
     elif lower.endswith(".jsonl"):
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{path}:{line_no}: not valid JSON ({exc})") from None
+        for line_no, line in enumerate(_utf8_lines(path), 1):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{line_no}: not valid JSON ({exc})") from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+                yield record
     elif lower.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        try:
+            data = json.loads("".join(_utf8_lines(path)))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a JSON list of records")
-        yield from data
+        for i, record in enumerate(data):
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}: record {i} is not a JSON object ({type(record).__name__})")
+            yield record
     else:
         raise ValueError(f"{path}: unsupported file type (use .jsonl, .json or .parquet)")
+
+
+def _utf8_lines(path: str) -> Iterator[str]:
+    """The file's lines, streamed; invalid UTF-8 is a one-line ValueError naming the line."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}:{line_no}: not valid UTF-8 (byte {exc.start} of the line)") from None
 
 
 def read_hub_records(hub_name: str, config: str | None, split: str) -> Iterator[dict]:
@@ -257,8 +283,10 @@ def prepare_dataset(
     hub_config: str | None = None,
     hub_split: str | None = None,
     split: str | None = None,
+    overwrite: bool = False,
 ) -> PrepareSummary:
-    """Read, filter and write one dataset; returns (and writes as JSON) its summary."""
+    """Read, filter and write one dataset; returns (and writes as JSON) its summary. An earlier output of the
+    same dataset and split is replaced only with ``overwrite`` (a UsageError otherwise)."""
     spec = get_spec(name)
     split = split or spec.split
     if max_problem_tokens is None:
@@ -289,21 +317,37 @@ def prepare_dataset(
         records, spec, summary, max_problem_tokens, count_tokens, answer_check, num_proc, limit
     )
 
-    out = os.path.join(output_dir, name)
-    os.makedirs(out, exist_ok=True)
+    if not pairs:
+        raise ValueError(f"{source}: nothing to write, no row has both a problem and an answer that pass the checks "
+                         f"({summary.as_text()})")
+    # Every file is listed in <dataset>/minimal-rl-files.json; an earlier output is replaced only with
+    # ``overwrite``, and only the files this command wrote (`minimal_rl_app.outputs`).
+    outputs = OutputDir(Path(output_dir) / name)
+    planned = output_names(split, formats)
+    outputs.check(planned, overwrite)
+    for rel in planned:
+        outputs.remove_listed(rel)
+    out = str(outputs.root)
     if "verl" in formats:
         path = os.path.join(out, f"{split}.parquet")
+        outputs.add(f"{split}.parquet")
         write_verl_parquet(pairs, path, data_source=name, split=split)
         summary.outputs["verl"] = path
     if "hf" in formats:
         path = os.path.join(out, f"hf_{split}")
-        write_hf_dataset(pairs, path)
+        outputs.write_tree(f"hf_{split}", lambda folder: write_hf_dataset(pairs, str(folder)))
         summary.outputs["hf"] = path
     summary_path = os.path.join(out, f"summary_{split}.json")
+    outputs.add(f"summary_{split}.json")
     with open(summary_path, "w", encoding="utf-8") as f:
         json.dump(asdict(summary), f, indent=2)
     summary.outputs["summary"] = summary_path
     return summary
+
+
+def output_names(split: str, formats: Sequence[str]) -> list[str]:
+    """What `prepare_dataset` writes under ``<output-dir>/<dataset>/`` (relative paths)."""
+    return ([f"{split}.parquet"] if "verl" in formats else []) + ([f"hf_{split}"] if "hf" in formats else []) + [f"summary_{split}.json"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,32 +359,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing = "; ".join(f"{s.name}: {s.description} [{s.hub_name}]" for s in DATASETS.values())
     parser.add_argument("datasets", nargs="+", choices=list(DATASETS), metavar="DATASET", help=listing)
     parser.add_argument("--input", help="local .jsonl/.json/.parquet file instead of the hub (one DATASET only)")
-    parser.add_argument("--output-dir", default="data", help="writes OUTPUT_DIR/<dataset>/... (default: data)")
+    parser.add_argument("--output-dir", default="data", help="writes OUTPUT_DIR/<dataset>/...")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier output of the same dataset and split (only the files prepare-data wrote, listed in its minimal-rl-files.json)")
     parser.add_argument(
-        "--tokenizer", help="tokenizer (path or hub name) for the length filter; default: ceil(chars / 3) estimate"
+        "--tokenizer", help="tokenizer (path or hub name) for the length filter; None: ceil(chars / 3) estimate"
     )
     parser.add_argument(
         "--max-problem-tokens",
         type=int,
         default=None,
-        help=f"drop problems longer than this (0: keep all); default {PAPER_MAX_PROBLEM_TOKENS} for numina_math, "
+        help=f"drop problems longer than this (0: keep all); None: {PAPER_MAX_PROBLEM_TOKENS} for numina_math, "
         "0 for the evaluation sets",
     )
-    parser.add_argument("--format", choices=["verl", "hf", "both"], default="both", help="what to write (default both)")
+    parser.add_argument("--format", choices=["verl", "hf", "both"], default="both", help="what to write")
     parser.add_argument(
         "--answer-check",
         choices=ANSWER_CHECKS,
         default=None,
-        help="parse: drop gold answers Math-Verify cannot parse or the reward cannot match (default for "
+        help="None: the dataset's own; parse: drop gold answers Math-Verify cannot parse or the reward cannot match (default for "
         "numina_math); self: drop only answers the reward cannot match against themselves (default for the "
         "evaluation sets, keeping the benchmarks' sizes); none: keep all",
     )
-    parser.add_argument("--num-proc", type=int, default=1, help="processes for the answer check (default 1)")
-    parser.add_argument("--limit", type=int, default=None, help="read at most this many source rows")
+    parser.add_argument("--num-proc", type=positive_int, default=1, help="processes for the answer check")
+    parser.add_argument("--limit", type=positive_int, default=None, help="read at most this many source rows (None: all)")
     parser.add_argument("--hub-name", help="override the hub dataset name (one DATASET only)")
     parser.add_argument("--hub-config", help="override the hub dataset config")
     parser.add_argument("--hub-split", help="override the hub split to read")
-    parser.add_argument("--split", help="split label for outputs and extra_info (default: train or test)")
+    parser.add_argument("--split", help="split label for outputs and extra_info (None: train or test)")
 
 
 # --flag (argparse dest) -> prepare_dataset parameter
@@ -351,15 +396,44 @@ COMMAND_LINE_OPTIONS = {
 }
 
 
+def check_arguments(args: argparse.Namespace, formats: Sequence[str]) -> None:
+    """Everything checkable before reading a row: input file, output folder, earlier outputs."""
+    if (args.input or args.hub_name) and len(args.datasets) != 1:
+        raise UsageError("--input and --hub-name need exactly one DATASET")
+    if args.max_problem_tokens is not None and args.max_problem_tokens < 0:
+        raise UsageError(f"--max-problem-tokens must be >= 0, got {args.max_problem_tokens}")
+    if args.input:
+        if not os.path.exists(args.input):
+            raise UsageError(f"--input {args.input}: no such file")
+        if not os.path.isfile(args.input):
+            raise UsageError(f"--input {args.input}: not a file")
+        if not args.input.lower().endswith((".jsonl", ".json", ".parquet")):
+            raise UsageError(f"--input {args.input}: unsupported file type (use .jsonl, .json or .parquet)")
+    check_writable_dir(Path(args.output_dir), "--output-dir")
+    for name in args.datasets:
+        OutputDir(Path(args.output_dir) / name).check(
+            output_names(args.split or get_spec(name).split, formats), args.overwrite, flag="--output-dir"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
-    if (args.input or args.hub_name) and len(args.datasets) != 1:
-        raise SystemExit("--input and --hub-name need exactly one DATASET")
     formats = ("verl", "hf") if args.format == "both" else (args.format,)
-    for name in args.datasets:
-        options = {parameter: getattr(args, flag) for flag, parameter in COMMAND_LINE_OPTIONS.items()}
-        summary = prepare_dataset(name, args.output_dir, formats=formats, **options)
-        print(summary.as_text())
-        for kind, path in summary.outputs.items():
-            print(f"  {kind}: {path}")
+    try:
+        check_arguments(args, formats)
+        for name in args.datasets:
+            options = {parameter: getattr(args, flag) for flag, parameter in COMMAND_LINE_OPTIONS.items()}
+            try:
+                summary = prepare_dataset(name, args.output_dir, formats=formats, overwrite=args.overwrite, **options)
+            except (ValueError, OSError) as exc:
+                raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            print(summary.as_text())
+            for kind, path in summary.outputs.items():
+                print(f"  {kind}: {path}")
+    except UsageError as exc:
+        print(f"minimal-rl prepare-data: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nminimal-rl prepare-data: interrupted", file=sys.stderr)
+        return 130
     return 0

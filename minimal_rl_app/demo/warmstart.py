@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 import torch
 
-from minimal_rl_app.demo.evaluate import demo_messages, demo_prompt, evaluate_heldout
+from minimal_rl_app.demo.evaluate import demo_messages, demo_prompt
+from minimal_rl_app.heldout import evaluate_heldout
 from minimal_rl_app.demo.model import ModelConfig, build_model, build_tokenizer
 from minimal_rl_app.demo.task import TaskConfig, TaskSplits, completion_text, make_splits
 
@@ -127,7 +128,9 @@ def supervised_warmstart(
     history = []
     accuracy = 0.0
     step = 0
-    bar = tqdm(total=config.max_steps, desc="warm-start (supervised)", disable=not progress, unit="step", leave=False)
+    # No total: the run stops on measured accuracy, usually long before max_steps; the bar counts what it does.
+    bar = tqdm(desc=f"warm-start (supervised, until sampled accuracy >= {config.target_accuracy:.2f})",
+               disable=not progress, unit="step", leave=False)
     try:
         for step in range(1, config.max_steps + 1):
             batch = rng.sample(examples, config.batch_size)

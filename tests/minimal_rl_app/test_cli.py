@@ -18,7 +18,7 @@ def test_core_import_does_not_pull_frameworks():
     """The core imports torch/numpy only; building the CLI parser imports every subcommand module,
     which must keep framework imports inside `run` (so `minimal-rl --version` stays instant)."""
     code = "import sys, minimal_rl, minimal_rl.algorithms, minimal_rl.reward, minimal_rl_app.cli; " \
-        "minimal_rl_app.cli.build_parser(); " \
+        "minimal_rl_app.cli.build_parser().parse_args(['compare', '--algorithms', 'raft', 'grpo+drop_uniform']); " \
         "bad = [m for m in ('verl', 'trl', 'transformers', 'math_verify', 'matplotlib', 'datasets') " \
         "if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

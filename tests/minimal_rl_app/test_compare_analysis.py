@@ -2,7 +2,7 @@
 
 import pytest
 
-from minimal_rl_app.commands.compare import _interp_kl_at, analyse, markdown_table
+from minimal_rl_app.comparison import _interp_kl_at, aggregate, analyse, markdown_table
 
 
 def run(accs, kls, ents, steps_acc=0.4):
@@ -42,7 +42,8 @@ def test_findings_hold_and_fail_as_constructed():
     assert held["5."] is True  # KL end 0.175 vs 0.35 for the same gain (0.30 -> 0.45)
     assert held["4."] is True  # 0.13 of GRPO's 0.15 gap (end = mean of last two evals) comes from removing all-wrong groups
     table = markdown_table(a, {"steps": 100}, 60.0)
-    assert "| raft_pp | 0.300 | 0.400 (<= 25) | 0.445 |" in table
+    assert "| algorithm | held-out acc. start | early (steps ≤ 25) | end (mean of last 2 evals) |" in table
+    assert "| raft_pp | 0.300 | 0.400 | 0.445 | 0.200 → 0.050 | 0.1000 |" in table
     assert "holds in this run" in table
 
 
@@ -70,3 +71,17 @@ def test_finding_3_importance_sampling_without_clipping_vs_raft():
     runs["raft_pp_no_clip"] = runs["raft"]
     [f3] = [f for f in analyse(runs)["findings"] if f["finding"].startswith("3.")]
     assert f3["held"] is False
+
+
+def test_several_seeds_give_mean_and_spread_and_count_the_findings():
+    seed0 = analyse({"raft_pp": run([0.3, 0.4, 0.44], [0, .1, .1], [0.2] * 3), "grpo": run([0.3, 0.32, 0.4], [0, .1, .2], [0.2] * 3)})
+    seed1 = analyse({"raft_pp": run([0.3, 0.36, 0.40], [0, .1, .1], [0.2] * 3), "grpo": run([0.3, 0.38, 0.4], [0, .1, .2], [0.2] * 3)})
+    a = aggregate([seed0, seed1])
+    r = a["rows"]["raft_pp"]
+    assert r["heldout_end"] == pytest.approx((0.42 + 0.38) / 2)
+    assert r["heldout_end_std"] == pytest.approx(((0.02 ** 2 + 0.02 ** 2) / 1) ** 0.5)
+    [f1] = a["findings"]
+    assert (f1["held_in"], f1["measured"]) == (1, 2)  # seed 0: 0.4 > 0.32; seed 1: 0.36 < 0.38
+    table = markdown_table(a, {"steps": 50, "eval_problems": 256, "eval_samples": 4}, 60.0, seeds=[0, 1])
+    assert "| raft_pp | 0.300 ± 0.000 | 0.380 ± 0.028 | 0.400 ± 0.028 |" in table
+    assert "held in 1 of 2 seeds" in table and "seeds 0, 1 (cells: mean ± standard deviation over seeds)" in table

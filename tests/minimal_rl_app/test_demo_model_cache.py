@@ -105,7 +105,7 @@ def test_real_warmstart_lands_in_the_band(tmp_path):
     assert 0.20 <= report["accuracy"] <= 0.50
     assert report["steps"] < WarmStartConfig().max_steps
     # The cached model really is that good: re-measure on other held-out problems.
-    from minimal_rl_app.demo.evaluate import evaluate_heldout
+    from minimal_rl_app.heldout import evaluate_heldout
 
     acc = evaluate_heldout(b.model, b.tokenizer, b.splits.heldout[256:512], samples_per_problem=2, seed=5)["heldout_accuracy"]
     assert 0.15 <= acc <= 0.55

@@ -1,5 +1,6 @@
 """``minimal-rl train`` / ``compare`` end to end on a shrunken demo (random-weight tiny model, 2 steps)
-through the real TRL trainers; output files, clobber protection, Ctrl-C, and argument errors."""
+through the real TRL trainers; output files, Ctrl-C, and argument errors (what --overwrite may remove:
+test_keeps_user_data.py)."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 
 from minimal_rl_app.cli import build_parser, main
 from minimal_rl.table import ALGORITHMS
-from minimal_rl_app.commands.train import ALGORITHM_CHOICES
+from minimal_rl_app.main_job import TRAINABLE as ALGORITHM_CHOICES
 
 TINY_ARGS = [
     "--tiny-model", "--warmstart-max-steps", "0", "--steps", "2", "--prompts-per-step", "2",
@@ -26,9 +27,10 @@ def _png_ok(path):
 
 
 def test_algorithm_choices_match_the_trainable_set():
-    from minimal_rl_app.main_job import TRAINABLE
-
-    assert tuple(ALGORITHM_CHOICES) == TRAINABLE
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    [algorithm] = [a for a in train._actions if a.dest == "algorithm"]
+    assert tuple(algorithm.choices) == ALGORITHM_CHOICES == tuple(ALGORITHMS)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHM_CHOICES)
@@ -58,20 +60,6 @@ def test_train_with_a_sample_filter_on_grpo(cache, tmp_path):
     payload = json.loads((out / "metrics.json").read_text())
     assert payload["settings"]["algorithm"] == "grpo" and payload["settings"]["sample_filter"] == "drop_all_wrong"
     assert payload["steps"][0]["samples_kept_frac"] == 0.0  # random weights: every group all wrong, all dropped
-
-
-def test_output_dir_is_not_clobbered_without_overwrite(cache, tmp_path, capsys):
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "metrics.json").write_text('{"mine": 1}')
-    assert main(["train", "--cache-dir", cache, "--output-dir", str(out), *TINY_ARGS]) == 2
-    err = capsys.readouterr().err
-    assert "already holds results" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
-    assert json.loads((out / "metrics.json").read_text()) == {"mine": 1}
-    (out / "notes.txt").write_text("keep me")
-    assert main(["train", "--cache-dir", cache, "--output-dir", str(out), "--overwrite", *TINY_ARGS]) == 0
-    assert json.loads((out / "metrics.json").read_text())["status"] == "complete"
-    assert (out / "notes.txt").read_text() == "keep me"  # --overwrite removes only our own files
 
 
 def test_compare_writes_figure_and_table(cache, tmp_path):
