@@ -108,6 +108,7 @@ def parse_args(argv):
     parser.add_argument("--reward-threads", type=int, default=None, help="default: the machine's cores")
     parser.add_argument("--reward-timeout", type=float, default=5.0, help="our timeout_s (default 5)")
     parser.add_argument("--skip", default="", help="comma-separated sections to leave out: trl, reward")
+    parser.add_argument("--wheels", type=Path, default=WHEELS, help=f"carried wheels (default {WHEELS.relative_to(REPO)})")
     parser.add_argument("--no-install", action="store_true", help="never install the carried wheels")
     args = parser.parse_args(argv)
     smoke = args.smoke
@@ -137,8 +138,11 @@ def validate(parser, args, sizes: list[str]) -> None:
         parser.error(f"--out {args.out} exists and is not a folder")
 
 
-def trl_cells(size: str, shape, device, deadline: float, results, make) -> None:
-    """All TRL cells of one model size, in priority order; skipped (and said so) past the deadline."""
+def trl_cells(size: str, shape, device, deadline: float, results, make, seconds_per_param: float) -> float:
+    """All TRL cells of one model size, in priority order; skipped (and said so) past the deadline.
+
+    A cell runs only if the longest cell so far (of this size; before the first one, `seconds_per_param` of
+    the last size scaled to this one) still fits. Returns this size's longest cell per parameter."""
     import torch
 
     import trl_cells as tc
@@ -159,7 +163,7 @@ def trl_cells(size: str, shape, device, deadline: float, results, make) -> None:
     for f in tc.FRACTIONS:
         for kind, name in (("reinforce_rej", "ReinforceRej"), ("raft", "RAFT")):
             plan += [(f"{name} mask", kind, f, False), (f"{name} hard_drop", kind, f, True)]
-    estimate = 0.0
+    estimate = seconds_per_param * params
     measured: dict[tuple, object] = {}
     for cell, kind, f, hard in plan:
         shown_f = None if kind in ("stock", "ours_none") else f
@@ -207,6 +211,7 @@ def trl_cells(size: str, shape, device, deadline: float, results, make) -> None:
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    return estimate / params
 
 
 def _fmt(value, spec: str = ".3f") -> str:
@@ -252,7 +257,7 @@ def main(argv=None) -> int:
     skip = {s for s in args.skip.split(",") if s}
     validate(parser, args, sizes)
     deadline = START + args.budget
-    install = "not attempted (--no-install)" if args.no_install else ensure_packages(WHEELS, SITE)
+    install = "not attempted (--no-install)" if args.no_install else ensure_packages(args.wheels, SITE)
 
     import torch
 
@@ -280,12 +285,16 @@ def main(argv=None) -> int:
         run_reward_cells(args.reward_n, args.reward_pathological, threads, args.reward_timeout, reward_deadline,
                          results, make)
     if "trl" not in skip:
+        from trl_cells import approx_parameters
+
+        seconds_per_param = 0.0
         for size in sizes:
-            if time.monotonic() > deadline - 20:
+            # room for the model, its generation and one pair of cells
+            if time.monotonic() + max(20.0, 3 * seconds_per_param * approx_parameters(size)) > deadline:
                 results.append(make(section="trl", cell="all cells", size=f"Qwen2 {size}", status="skipped: deadline"))
                 continue
             try:
-                trl_cells(size, shape, device, deadline, results, make)
+                seconds_per_param = trl_cells(size, shape, device, deadline, results, make, seconds_per_param)
             except Exception as exc:
                 traceback.print_exc()
                 results.append(make(section="trl", cell="all cells", size=f"Qwen2 {size}",

@@ -106,6 +106,13 @@ def build_model(size: str, tokenizer, device: torch.device):
     return model
 
 
+def approx_parameters(size: str) -> int:
+    """Parameters of a size from its config (embeddings tied), without building it."""
+    c = QWEN2_SIZES[size]
+    h, kv = c["hidden_size"], c["hidden_size"] // c["num_attention_heads"] * c["num_key_value_heads"]
+    return c["vocab_size"] * h + c["num_hidden_layers"] * (2 * h * h + 2 * h * kv + 3 * h * c["intermediate_size"])
+
+
 def make_prompts(count: int) -> list[str]:
     return [f"Q{i:02d}: Compute {i} + {2 * i} and put the final answer in a box. Answer:" for i in range(count)]
 
