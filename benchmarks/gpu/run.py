@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -159,14 +160,16 @@ def trl_cells(size: str, shape, device, deadline: float, results, make, seconds_
                         wall_s=time.monotonic() - start,
                         extra={"parameters": params, "completion_tokens": shape.completion_tokens}))
 
-    plan = [("stock GRPOTrainer", "stock", 0.5, False), ("FilteredGRPO none", "ours_none", 0.5, False)]
+    # stock, ours, stock again: the ratio uses both stock runs, so a drift of the machine hits both sides
+    plan = [("stock GRPOTrainer", "stock", 0.5, False), ("FilteredGRPO none", "ours_none", 0.5, False),
+            ("stock GRPOTrainer (again)", "stock_again", 0.5, False)]
     for f in tc.FRACTIONS:
         for kind, name in (("reinforce_rej", "ReinforceRej"), ("raft", "RAFT")):
             plan += [(f"{name} mask", kind, f, False), (f"{name} hard_drop", kind, f, True)]
     estimate = seconds_per_param * params
     measured: dict[tuple, object] = {}
     for cell, kind, f, hard in plan:
-        shown_f = None if kind in ("stock", "ours_none") else f
+        shown_f = None if kind in ("stock", "ours_none", "stock_again") else f
         row = make(section="trl", cell=cell, size=label, f=shown_f)
         # a hard-drop cell without its masked partner is worthless: skip both together
         partner = (kind, f, False)
@@ -174,15 +177,17 @@ def trl_cells(size: str, shape, device, deadline: float, results, make, seconds_
             row.status = "skipped: its mask cell did not run"
             results.append(row)
             continue
-        # a mask cell needs room for its hard-drop partner, stock for ours
-        if time.monotonic() + estimate * (1 if hard or kind == "ours_none" else 2) > deadline:
+        # a mask cell needs room for its hard-drop partner, stock for ours and stock again
+        room = {"stock": 3, "ours_none": 2}.get(kind, 1 if hard or kind == "stock_again" else 2)
+        if time.monotonic() + estimate * room > deadline:
             row.status = "skipped: deadline"
             results.append(row)
             continue
         cell_start = time.monotonic()
         try:
             table = tc.correctness_table(kind if kind in ("raft", "reinforce_rej") else "reinforce_rej", f, prompts, shape.n)
-            out = tc.run_cell(model, tokenizer, prompts, cache, shape, device, kind, table, hard_drop=hard)
+            out = tc.run_cell(model, tokenizer, prompts, cache, shape, device, kind.removesuffix("_again"), table,
+                              hard_drop=hard)
         except Exception as exc:  # report and go on: one broken cell must not cost the others
             row.status = f"error: {type(exc).__name__}: {exc}"[:300]
             traceback.print_exc()
@@ -197,10 +202,11 @@ def trl_cells(size: str, shape, device, deadline: float, results, make, seconds_
         row.rate = out["kept_tokens"] / out["step_s"] if out.get("kept_tokens") else None
         row.extra["steps_timed"] = out["steps_timed"]
         measured[(kind, f, hard)] = row
-        if kind == "ours_none" and ("stock", f, False) in measured:
-            stock = measured[("stock", f, False)]
-            row.ratio = stock.step_s / row.step_s  # throughput, x stock
-            row.target, row.met = "≥ 0.98× stock", row.ratio >= 0.98
+        if kind == "stock_again" and ("ours_none", f, False) in measured:
+            ours = measured[("ours_none", f, False)]
+            stock_s = statistics.mean([measured[("stock", f, False)].step_s, row.step_s])
+            ours.ratio = stock_s / ours.step_s  # throughput, x stock (the mean of the two stock cells)
+            ours.target, ours.met = "≥ 0.98× stock", ours.ratio >= 0.98
         if hard:
             masked = measured[partner]
             row.ratio = row.update_s / masked.update_s  # update time, x masking

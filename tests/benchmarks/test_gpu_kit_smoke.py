@@ -50,10 +50,12 @@ def test_smoke_run_has_every_cell_with_sane_values(tmp_path):
     generation = cells[("trl", "generation (model.generate, replayed below)", None)]
     assert generation["rows"] == SMOKE_ROWS and generation["step_s"] > 0
     stock, ours = cells[("trl", "stock GRPOTrainer", None)], cells[("trl", "FilteredGRPO none", None)]
-    for row in (stock, ours):
+    again = cells[("trl", "stock GRPOTrainer (again)", None)]
+    for row in (stock, ours, again):
         assert row["rows"] == SMOKE_ROWS and row["kept_tokens"] == SMOKE_ROWS * SMOKE_TOKENS
         assert row["step_s"] > 0 and row["score_s"] > 0 and row["update_s"] > 0
-    assert ours["ratio"] == pytest.approx(stock["step_s"] / ours["step_s"]) and ours["target"] == "≥ 0.98× stock"
+    assert ours["ratio"] == pytest.approx((stock["step_s"] + again["step_s"]) / 2 / ours["step_s"])
+    assert ours["target"] == "≥ 0.98× stock"
 
     for name in ("ReinforceRej", "RAFT"):
         for f in FRACTIONS:
