@@ -135,6 +135,8 @@ def validate(parser, args, sizes: list[str]) -> None:
         parser.error("--micro-batches must divide prompts x 4 rows")
     if args.steps < 2:
         parser.error("--steps must be >= 2 (the first step is a warm-up)")
+    if args.budget <= 0 or args.reward_n < 1 or args.completion_tokens < 1:
+        parser.error("--budget, --reward-n and --completion-tokens must be positive")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} exists and is not a folder")
 
@@ -263,14 +265,16 @@ def main(argv=None) -> int:
     skip = {s for s in args.skip.split(",") if s}
     validate(parser, args, sizes)
     deadline = START + args.budget
-    install = "not attempted (--no-install)" if args.no_install else ensure_packages(args.wheels, SITE)
-
-    import torch
-
-    from trl_cells import CellResult, Shape
-    from reward_cells import run_reward_cells
+    import torch  # the image's own: never among the carried wheels
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if device.type == "cpu" and not args.smoke and "trl" not in skip and set(sizes) - {"tiny"}:
+        print("run.py: no CUDA device here; the 0.5B / 1.5B cells need a GPU (use --smoke on a CPU)", file=sys.stderr)
+        return 2
+    install = "not attempted (--no-install)" if args.no_install else ensure_packages(args.wheels, SITE)
+
+    from reward_cells import run_reward_cells
+    from trl_cells import CellResult, Shape
     if device.type == "cpu":
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)) if not args.smoke else 1)
     env = environment(device)

@@ -69,9 +69,17 @@ def test_smoke_run_has_every_cell_with_sane_values(tmp_path):
     assert "skipped: 0 cell(s)" in table and "errors: 0 cell(s)" in table
 
 
-def test_bad_input_exits_2_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("args, message", [
+    (("--smoke", "--prompts", "6"), "--prompts must be a positive multiple of 4"),
+    (("--sizes", "0.5B"), "no CUDA device here"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
+    import torch
+
+    if torch.cuda.is_available() and "--smoke" not in args:
+        pytest.skip("a GPU is present: the run would start")
     out = tmp_path / "out"
-    done = _run("--smoke", "--no-install", "--prompts", "6", "--out", str(out), timeout=120)
+    done = _run(*args, "--no-install", "--out", str(out), timeout=120)
     assert done.returncode == 2
-    assert "--prompts must be a positive multiple of 4" in done.stderr
+    assert message in done.stderr
     assert not out.exists()
