@@ -83,3 +83,36 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert not out.exists()
+
+
+def test_past_the_deadline_cells_are_skipped_and_said_so(tmp_path):
+    done = _run("--smoke", "--no-install", "--budget", "1", "--out", str(tmp_path), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu-benchmark.json").read_text())
+    statuses = {(c["section"], c["cell"]): c["status"] for c in report["cells"]}
+    assert statuses[("trl", "all cells")] == "skipped: deadline"
+    assert list(statuses.values()).count("skipped: deadline") >= 2  # every reward scorer after the first too
+    assert "skipped: " in (tmp_path / "gpu-benchmark.md").read_text()
+
+
+def test_the_wheel_list_pins_the_tested_hosts_and_never_torch_or_transformers():
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trl_ext_version", REPO / "trl_ext" / "version.py")
+    version = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(version)  # by path: importing trl_ext would import TRL
+
+    pins = {}
+    for line in (REPO / "benchmarks" / "gpu" / "wheels.txt").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", line
+            pins[requirement.name.lower().replace("_", "-")] = Version(spec.version)
+    assert {"trl", "datasets", "math-verify"} <= set(pins)
+    assert not {"torch", "transformers", "accelerate", "vllm"} & set(pins)
+    assert version.TESTED_TRL_MIN <= pins["trl"] < version.TESTED_TRL_MAX
+    assert Version("0.8") <= pins["math-verify"] < Version("0.10")  # pyproject's [math] extra
