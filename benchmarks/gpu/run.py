@@ -247,8 +247,11 @@ def render(results, meta: dict) -> str:
             f"{_fmt(r.kept_tokens, 'd')} | {_fmt(r.score_s)} | {_fmt(r.update_s)} | {_fmt(r.step_s)} | "
             f"{_fmt(r.rate, '.0f')} | {_fmt(r.peak_gib, '.1f')} | {_fmt(r.ratio)} | {r.target or '—'} | "
             f"{_fmt(r.met)} | {note} |")
-    skipped = [f"{r.size} {r.cell}" for r in results if r.status.startswith("skipped")]
-    errors = [f"{r.size} {r.cell}" for r in results if r.status.startswith("error")]
+    def name(r):
+        return f"{r.size} {r.cell}" + (f" f={r.f:g}" if r.f is not None else "")
+
+    skipped = [name(r) for r in results if r.status.startswith("skipped")]
+    errors = [name(r) for r in results if r.status.startswith("error")]
     lines.append("")
     lines.append(f"skipped: {len(skipped)} cell(s){': ' + '; '.join(skipped) if skipped else ''}")
     lines.append(f"errors: {len(errors)} cell(s){': ' + '; '.join(errors) if errors else ''}")
@@ -268,7 +271,7 @@ def main(argv=None) -> int:
     import torch  # the image's own: never among the carried wheels
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
-    if device.type == "cpu" and not args.smoke and "trl" not in skip and set(sizes) - {"tiny"}:
+    if device.type == "cpu" and not args.smoke and "trl" not in skip and set(sizes) - {"tiny", "small"}:
         print("run.py: no CUDA device here; the 0.5B / 1.5B cells need a GPU (use --smoke on a CPU)", file=sys.stderr)
         return 2
     install = "not attempted (--no-install)" if args.no_install else ensure_packages(args.wheels, SITE)
@@ -313,8 +316,9 @@ def main(argv=None) -> int:
     meta = {"env": env, "wall_s": time.monotonic() - START, "budget_s": args.budget, "smoke": args.smoke,
             "settings": f"{shape.prompts} prompts x {shape.n} completions of {shape.completion_tokens} tokens, "
                         f"{shape.micro_batches} micro-batches, {shape.steps} steps per cell (first a warm-up), "
-                        f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}; reward: {args.reward_n} responses, "
-                        f"{threads} threads, timeout {args.reward_timeout:g} s"}
+                        f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}; reward: "
+                        + ("not run" if "reward" in skip else
+                           f"{args.reward_n} responses, {threads} threads, timeout {args.reward_timeout:g} s")}
     text = render(results, meta)
     print(text, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,9 @@ QWEN2_SIZES = {
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
     "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    # CPU smoke: the same architecture, a few thousand times smaller
+    # CPU: the same architecture, small enough for 2 cores (a harness check) and tiny (the smoke run)
+    "small": dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=1024, tie_word_embeddings=True),
     "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=256, tie_word_embeddings=True),
 }
