@@ -124,7 +124,7 @@ def parse_args(argv):
 
 
 def validate(parser, args, sizes: list[str]) -> None:
-    from trl_cells import QWEN2_SIZES
+    from sizes import QWEN2_SIZES
 
     unknown = [s for s in sizes if s not in QWEN2_SIZES]
     if unknown:
@@ -247,6 +247,7 @@ def render(results, meta: dict) -> str:
             f"{_fmt(r.kept_tokens, 'd')} | {_fmt(r.score_s)} | {_fmt(r.update_s)} | {_fmt(r.step_s)} | "
             f"{_fmt(r.rate, '.0f')} | {_fmt(r.peak_gib, '.1f')} | {_fmt(r.ratio)} | {r.target or '—'} | "
             f"{_fmt(r.met)} | {note} |")
+
     def name(r):
         return f"{r.size} {r.cell}" + (f" f={r.f:g}" if r.f is not None else "")
 
@@ -298,7 +299,7 @@ def main(argv=None) -> int:
         run_reward_cells(args.reward_n, args.reward_pathological, threads, args.reward_timeout, reward_deadline,
                          results, make)
     if "trl" not in skip:
-        from trl_cells import approx_parameters
+        from sizes import approx_parameters
 
         seconds_per_param = 0.0
         for size in sizes:
