@@ -17,8 +17,10 @@ forms, two boxes, no box, and a few pathological ones) scored, in one run and si
 The machine's own parallelism is measured in the same run (the same pure-Python loop in 1 and in
 ``cores`` processes at once), because a shared machine rarely gives a process all of its cores.
 
-Each scorer runs ``--repeats`` times, interleaved; the table keeps each one's fastest repeat. Our helpers
-are restarted (cold gold caches) before every timed repeat of ours; verl's pool is warmed up first.
+Each scorer runs ``--repeats`` times, interleaved; the table keeps each one's fastest repeat. Every timed
+run starts cold: our gold cache and sympy's cache emptied in this process, our helpers restarted, pebble's
+pool re-forked (a forked worker would otherwise inherit everything this process parsed before); verl's
+pool is warmed up first and keeps its workers (its caches stay warm across repeats).
 
 Two mixes, one table each, in one run: ``boxed`` (answers in ``\\boxed{}``) and ``text`` (answers in running
 text, no box: Math-Verify reads the whole response; the fast path answers none). Where pebble is installed,
@@ -348,15 +350,34 @@ def run_mix(args, mix: str, cores: int) -> list[str]:
     verl_pairs = pairs if args.verl_n is None else pairs[: args.verl_n]
     skip = set(filter(None, args.skip.split(",")))
 
+    def cold() -> None:
+        """No scorer starts with what an earlier one parsed: our gold cache and sympy's own cache (which a
+        forked worker would inherit) emptied in this process."""
+        from sympy.core.cache import clear_cache
+
+        LOCAL_GOLD_CACHE.clear()
+        clear_cache()
+
     def fresh_pool(fast_path=True, helpers=True):
-        """Cold gold caches for every timed run of ours; helpers started (not timed) when the run uses them."""
+        """Cold caches for every timed run of ours; helpers started (not timed) when the run uses them."""
         reward.shutdown()
         reward.configure(fast_path=fast_path)
-        LOCAL_GOLD_CACHE.clear()
+        cold()
         if helpers:
             reward.warm_up()
 
-    pebble_pool = None if "pebble" in skip else make_pebble_pool(reward.default_pool_size())
+    pebble_holder: list = [None if "pebble" in skip else make_pebble_pool(reward.default_pool_size())]
+    pebble_pool = pebble_holder[0]
+
+    def fresh_pebble() -> None:
+        """A new pebble pool for every timed run (its workers fork from this process with cold caches),
+        its workers started before the clock."""
+        pebble_holder[0].stop()
+        pebble_holder[0].join()
+        cold()
+        pebble_holder[0] = make_pebble_pool(reward.default_pool_size())
+        for future in [pebble_holder[0].schedule(abs, args=(-1,)) for _ in range(8)]:
+            future.result()
     scorers = {
         "ours_main": ("ours, main thread", "in process", lambda: run_ours_main(pairs, args.timeout),
                       lambda: fresh_pool(helpers=False)),
@@ -365,13 +386,13 @@ def run_mix(args, mix: str, cores: int) -> list[str]:
         "ours_threads": (f"ours, {args.threads} threads", "helpers", lambda: run_ours_threads(pairs, args.timeout, args.threads),
                          lambda: fresh_pool()),
         "ours_async": ("ours, async (gather)", "helpers", lambda: run_ours_async(pairs, args.timeout), lambda: fresh_pool()),
-        "mv_direct": ("Math-Verify direct, 1 thread", "in process", lambda: run_math_verify_direct(pairs), lambda: None),
+        "mv_direct": ("Math-Verify direct, 1 thread", "in process", lambda: run_math_verify_direct(pairs), cold),
         "verl": (f"verl built-in, {args.threads} threads", "its 4 spawned workers",
                  lambda: run_verl_builtin(verl_pairs, args.threads), lambda: None),
     }
     if pebble_pool is not None:
         scorers["pebble"] = (f"pebble ProcessPool sketch, {args.threads} threads", "pebble's forked workers",
-                             lambda: run_pebble_threads(pebble_pool, pairs, args.timeout, args.threads), lambda: None)
+                             lambda: run_pebble_threads(pebble_holder[0], pairs, args.timeout, args.threads), fresh_pebble)
     if args.verl_n == 0:
         skip.add("verl")
     try:
@@ -412,9 +433,9 @@ def run_mix(args, mix: str, cores: int) -> list[str]:
                 best[key] = (elapsed, verdicts, calls, max_verify)
     reward.configure()
     reward.shutdown()
-    if pebble_pool is not None:
-        pebble_pool.stop()
-        pebble_pool.join()
+    if pebble_holder[0] is not None:
+        pebble_holder[0].stop()
+        pebble_holder[0].join()
 
     reference = best.get("mv_direct")
     base = len(pairs) / reference[0] if reference else None
