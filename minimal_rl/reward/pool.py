@@ -26,11 +26,10 @@ from minimal_rl.reward.helper import EOF
 from minimal_rl.reward.stats import count, logger, note_duration
 
 NO_TIMEOUT_HARD_LIMIT_S = 600.0
-# While callers wait, a helper that has been on one item this long is "stuck": one more helper is started
-# for it (up to max_pool_size; it stays), so that slow items do not hold up the queue behind them: a caller
-# waits about OVERFLOW_AFTER_S plus a helper's start (~2 s), under one default budget (5 s). Math-Verify
-# takes milliseconds on ordinary answers, so this fires on slow items (or a badly overloaded machine,
-# where every extra helper also slows the others down: hence a cap, and not sooner).
+# While callers wait and no helper has gone to a caller for this long (every helper is on a slow item), one
+# more helper is started for each waiting caller (up to max_pool_size; they stay): a caller waits about
+# OVERFLOW_AFTER_S plus a helper's start-up (~2 s) behind slow items, under one default budget (5 s).
+# Math-Verify takes milliseconds on ordinary answers, so this fires only when all helpers are on slow ones.
 OVERFLOW_AFTER_S = 2.0
 # How many waiting callers a free helper looks through for one whose gold it has parsed already.
 AFFINITY_WINDOW = 8
@@ -58,7 +57,7 @@ class HelperPool:
 
     No lock is held across a verification: a caller takes an idle helper (or waits for one), talks to it
     alone, and gives it back. Helpers start lazily as concurrent demand needs them, up to ``size``; a
-    caller that waits while every helper is stuck on a slow item starts one more, up to ``max_size``.
+    caller that waits while every helper is on a slow item (the queue stopped) starts one more each, up to ``max_size``.
     """
 
     def __init__(self, size: int, max_size: int | None = None) -> None:
@@ -73,6 +72,7 @@ class HelperPool:
         self._unavailable: str | None = None
         self._retry_at = 0.0
         self._failed_at = -1e9
+        self._last_handover = time.monotonic()  # when a helper last went to a caller (the queue moved)
         self._ids = itertools.count()
         self._closed = False
         self._monitor: threading.Thread | None = None
@@ -88,18 +88,22 @@ class HelperPool:
         return len(self._idle) + len(self._busy) + self._starting
 
     def _grow_if_needed(self) -> None:
-        """Start helpers while callers wait: up to ``size`` as demand needs them; beyond that (up to
-        ``max_size``) one for each helper stuck on one item for OVERFLOW_AFTER_S, so that ``size`` helpers
-        keep serving the queue and a caller waits about one item's budget at most, not a queue of them."""
+        """Start helpers while callers wait: up to ``size`` as demand needs them. Beyond that (up to
+        ``max_size``) only when the queue has stopped moving: no helper has handed over an item for
+        OVERFLOW_AFTER_S, i.e. every one is on a slow item; then one for each waiting caller, so that none
+        waits behind a queue of slow budgets. A queue that moves (one slow item, a long backlog) starts none:
+        a helper's start costs seconds of CPU, which a short run would pay for nothing."""
         if self._closed or self._unavailable is not None or time.monotonic() - self._failed_at < 5.0:
             return
-        now = time.monotonic()
-        stuck = sum(now - (h.busy_since or now) > OVERFLOW_AFTER_S for h in self._busy)
-        while self._waiting > self._starting and self._live() < self.max_size and self._live() - stuck < self.size:
-            self._spawn(overflow=self._live() >= self.size)
+        if self._live() < self.size:
+            while self._waiting > self._starting and self._live() < self.size:
+                self._spawn()
+        elif time.monotonic() - self._last_handover > OVERFLOW_AFTER_S:
+            while self._waiting > self._starting and self._live() < self.max_size:
+                self._spawn(overflow=True)
 
     def _watch(self) -> None:
-        """One thread per pool, awake only while callers wait: starts overflow helpers for stuck ones."""
+        """One thread per pool, awake only while callers wait: starts overflow helpers when the queue stops."""
         with self._lock:
             while not self._closed:
                 if self._waiting:
@@ -187,7 +191,7 @@ class HelperPool:
         self._idle.append(helper)
 
     def _mark_busy(self, helper: Helper) -> None:
-        helper.busy_since = time.monotonic()
+        helper.busy_since = self._last_handover = time.monotonic()
         self._busy.add(helper)
         stats.note_busy(len(self._busy))
 
