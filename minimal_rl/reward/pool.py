@@ -28,7 +28,7 @@ from minimal_rl.reward.stats import count, logger, note_duration
 NO_TIMEOUT_HARD_LIMIT_S = 600.0
 # While callers wait and no helper has gone to a caller for this long (every helper is on a slow item), one
 # more helper is started for each waiting caller (up to max_pool_size; they stay): a caller waits about
-# OVERFLOW_AFTER_S plus a helper's start-up (~2 s) behind slow items, under one default budget (5 s).
+# OVERFLOW_AFTER_S plus a helper's start-up (~0.7 s) behind slow items, under one default budget (5 s).
 # Math-Verify takes milliseconds on ordinary answers, so this fires only when all helpers are on slow ones.
 OVERFLOW_AFTER_S = 2.0
 # How many waiting callers a free helper looks through for one whose gold it has parsed already.
@@ -92,7 +92,7 @@ class HelperPool:
         ``max_size``) only when the queue has stopped moving: no helper has handed over an item for
         OVERFLOW_AFTER_S, i.e. every one is on a slow item; then one for each waiting caller, so that none
         waits behind a queue of slow budgets. A queue that moves (one slow item, a long backlog) starts none:
-        a helper's start costs seconds of CPU, which a short run would pay for nothing."""
+        a helper's start costs ~0.7 s of CPU, which a short run would pay for nothing."""
         if self._closed or self._unavailable is not None or time.monotonic() - self._failed_at < 5.0:
             return
         if self._live() < self.size:
