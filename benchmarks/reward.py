@@ -17,10 +17,17 @@ forms, two boxes, no box, and a few pathological ones) scored, in one run and si
 The machine's own parallelism is measured in the same run (the same pure-Python loop in 1 and in
 ``cores`` processes at once), because a shared machine rarely gives a process all of its cores.
 
-Each scorer runs ``--repeats`` times, interleaved; the table keeps each one's fastest repeat. Our helpers
-are restarted (cold gold caches) before every timed repeat of ours; verl's pool is warmed up first.
+Each scorer runs ``--repeats`` times, interleaved; the table keeps each one's fastest repeat. Every timed
+run starts cold: our gold cache and sympy's cache emptied in this process, our helpers restarted, pebble's
+pool re-forked (a forked worker would otherwise inherit everything this process parsed before); verl's
+pool is warmed up first and keeps its workers (its caches stay warm across repeats).
 
-    python benchmarks/reward.py [--n 4096] [--threads 8] [--repeats 3] [--timeout 5] [--verl-n N]
+Two mixes, one table each, in one run: ``boxed`` (answers in ``\\boxed{}``) and ``text`` (answers in running
+text, no box: Math-Verify reads the whole response; the fast path answers none). Where pebble is installed,
+the library alternative the reward's pool was weighed against (pebble's ProcessPool, forked workers, its
+per-task timeout) runs too. The load average is printed with every table.
+
+    python benchmarks/reward.py [--n 4096] [--mix boxed,text] [--threads 8] [--repeats 3] [--timeout 5] [--verl-n N]
 """
 
 from __future__ import annotations
@@ -70,8 +77,12 @@ def _equivalent(answer: str, rng: random.Random) -> str:
     return a
 
 
-def make_responses(data_dir: Path, n: int, pathological: int = 4, seed: int = 0) -> list[tuple[str, str]]:
-    """(response, gold) pairs: 4 responses per problem, mixed kinds, pathological ones spread out."""
+def make_responses(data_dir: Path, n: int, pathological: int = 4, seed: int = 0, mix: str = "boxed") -> list[tuple[str, str]]:
+    """(response, gold) pairs: 4 responses per problem, mixed kinds, pathological ones spread out.
+
+    mix "boxed": answers in ``\\boxed{}`` (a trained model's format); "text": answers in running text, no box
+    (held-out responses of a model that does not box: Math-Verify reads the whole response, and the fast
+    path answers none of them)."""
     rng = random.Random(seed)
     rows = []
     for name in ("math500", "gsm8k"):
@@ -82,6 +93,9 @@ def make_responses(data_dir: Path, n: int, pathological: int = 4, seed: int = 0)
     rng.shuffle(rows)
     endings = ["The final answer is $\\boxed{{{}}}$.", "Therefore, the answer is \\[\\boxed{{{}}}\\]",
                "\\boxed{{{}}}", "So the answer is $\\boxed{{{}}}$, as required."]
+    if mix == "text":
+        endings = ["The final answer is ${}$.", "Therefore, the answer is \\[{}\\]", "So we get ${}$ in the end.",
+                   "So the answer is ${}$, as required."]
     out: list[tuple[str, str]] = []
     for i in range(n - pathological):
         row = rows[(i // 4) % len(rows)]
@@ -93,6 +107,8 @@ def make_responses(data_dir: Path, n: int, pathological: int = 4, seed: int = 0)
             text = f"{body}\n\n" + rng.choice(endings).format(rng.choice(rows)["answer"])
         elif kind < 0.85:
             text = f"{body}\n\n" + rng.choice(endings).format(_equivalent(gold, rng))
+        elif kind < 0.93 and mix == "text":
+            text = f"{body}\n\nI first get ${rng.choice(rows)['answer']}$ and finally ${gold}$."
         elif kind < 0.93:
             text = f"{body}\n\nI first get \\boxed{{{rng.choice(rows)['answer']}}} and finally \\boxed{{{gold}}}."
         else:
@@ -257,9 +273,56 @@ def machine_parallelism(processes: int) -> float:
     return processes * wall(1) / wall(processes)
 
 
+def make_pebble_pool(workers: int):
+    """The library alternative (issue 20's sketch): pebble's ProcessPool, forked workers, a per-task timeout
+    that kills the worker (SIGTERM) and replaces it. None when pebble is not installed."""
+    try:
+        import multiprocessing
+
+        from pebble import ProcessPool
+    except ImportError:
+        return None
+    return ProcessPool(max_workers=workers, context=multiprocessing.get_context("fork"))
+
+
+def run_pebble_threads(pool, pairs, timeout, threads):
+    """Our inputs and fast path in the caller, Math-Verify in pebble's workers (with its own timeouts and
+    a per-worker gold cache: `verify_on_main_thread` with no bound of ours), from ``threads`` threads."""
+    from minimal_rl.reward.bounded import verify_on_main_thread
+    from minimal_rl.reward.inputs import completion_text, ground_truth_answers
+    from minimal_rl.reward.verdict import fast_verdict
+
+    timer = Timer()
+
+    def score(pair):
+        text, golds = completion_text(pair[0]), ground_truth_answers(pair[1])
+        fast = [fast_verdict(text, g) for g in golds]
+        if True in fast:
+            return 1.0
+        rest = [g for g, v in zip(golds, fast) if v is None]
+        if not rest:
+            return 0.0
+        try:
+            return float(pool.schedule(verify_on_main_thread, args=(text, rest, None), timeout=timeout).result()[0])
+        except Exception:  # its TimeoutError, a worker that died
+            return 0.0
+
+    score = timer.wrap(score)
+    with ThreadPoolExecutor(threads) as executor:
+        return list(executor.map(score, pairs)), timer.calls
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=4096, help="responses (default 4096: 1024 prompts x 4)")
+    parser.add_argument("--n", type=int, default=4096, help="responses per mix (default 4096: 1024 prompts x 4)")
+    parser.add_argument("--mix", default="boxed,text",
+                        help="comma-separated response mixes, one table each: boxed (answers in \\boxed{}), text "
+                             "(answers in running text, no box) (default both)")
     parser.add_argument("--threads", type=int, default=8, help="threads for the executor pattern (default 8)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=5.0, help="our timeout_s (default 5)")
@@ -270,22 +333,51 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
-
-    from minimal_rl import reward
-
-    pairs = make_responses(args.data, args.n, args.pathological)
-    verl_pairs = pairs if args.verl_n is None else pairs[: args.verl_n]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    tables = [f"load average (1, 5, 15 min) at the start: {load_average()}; {cores} CPU cores"]
+    for mix in filter(None, args.mix.split(",")):
+        tables += ["", f"### mix: {mix}", ""] + run_mix(args, mix, cores)
+    tables.append(f"load average at the end: {load_average()}")
+    print("\n".join(tables))
+    return 0
+
+
+def run_mix(args, mix: str, cores: int) -> list[str]:
+    from minimal_rl import reward
+    from minimal_rl.reward.verdict import LOCAL_GOLD_CACHE
+
+    pairs = make_responses(args.data, args.n, args.pathological, mix=mix)
+    verl_pairs = pairs if args.verl_n is None else pairs[: args.verl_n]
     skip = set(filter(None, args.skip.split(",")))
 
+    def cold() -> None:
+        """No scorer starts with what an earlier one parsed: our gold cache and sympy's own cache (which a
+        forked worker would inherit) emptied in this process."""
+        from sympy.core.cache import clear_cache
+
+        LOCAL_GOLD_CACHE.clear()
+        clear_cache()
+
     def fresh_pool(fast_path=True, helpers=True):
-        """Cold gold caches for every timed run of ours; helpers started (not timed) when the run uses them."""
+        """Cold caches for every timed run of ours; helpers started (not timed) when the run uses them."""
         reward.shutdown()
         reward.configure(fast_path=fast_path)
-        reward._LOCAL_GOLD_CACHE.clear()
+        cold()
         if helpers:
             reward.warm_up()
 
+    pebble_holder: list = [None if "pebble" in skip else make_pebble_pool(reward.default_pool_size())]
+    pebble_pool = pebble_holder[0]
+
+    def fresh_pebble() -> None:
+        """A new pebble pool for every timed run (its workers fork from this process with cold caches),
+        its workers started before the clock."""
+        pebble_holder[0].stop()
+        pebble_holder[0].join()
+        cold()
+        pebble_holder[0] = make_pebble_pool(reward.default_pool_size())
+        for future in [pebble_holder[0].schedule(abs, args=(-1,)) for _ in range(8)]:
+            future.result()
     scorers = {
         "ours_main": ("ours, main thread", "in process", lambda: run_ours_main(pairs, args.timeout),
                       lambda: fresh_pool(helpers=False)),
@@ -294,10 +386,13 @@ def main(argv: list[str] | None = None) -> int:
         "ours_threads": (f"ours, {args.threads} threads", "helpers", lambda: run_ours_threads(pairs, args.timeout, args.threads),
                          lambda: fresh_pool()),
         "ours_async": ("ours, async (gather)", "helpers", lambda: run_ours_async(pairs, args.timeout), lambda: fresh_pool()),
-        "mv_direct": ("Math-Verify direct, 1 thread", "in process", lambda: run_math_verify_direct(pairs), lambda: None),
+        "mv_direct": ("Math-Verify direct, 1 thread", "in process", lambda: run_math_verify_direct(pairs), cold),
         "verl": (f"verl built-in, {args.threads} threads", "its 4 spawned workers",
                  lambda: run_verl_builtin(verl_pairs, args.threads), lambda: None),
     }
+    if pebble_pool is not None:
+        scorers["pebble"] = (f"pebble ProcessPool sketch, {args.threads} threads", "pebble's forked workers",
+                             lambda: run_pebble_threads(pebble_holder[0], pairs, args.timeout, args.threads), fresh_pebble)
     if args.verl_n == 0:
         skip.add("verl")
     try:
@@ -313,14 +408,17 @@ def main(argv: list[str] | None = None) -> int:
                                      lambda: run_verl_loop(managers["compute_score"], items), lambda: fresh_pool())
     scorers = {k: v for k, v in scorers.items() if k not in skip}
     # not timed: first imports and the LaTeX grammar's tables in this process, verl's 4 spawn workers
-    # (started lazily, each importing verl)
+    # (started lazily, each importing verl), pebble's forked workers
     reward.is_correct("$\\boxed{\\frac{1}{2}}$", "0.5")
     run_math_verify_direct(pairs[:8])
     if "verl" in scorers:
         run_verl_builtin(verl_pairs[: 4 * args.threads], args.threads)
+    if "pebble" in scorers:
+        run_pebble_threads(pebble_pool, pairs[: 4 * args.threads], args.timeout, args.threads)
 
     best: dict[str, tuple[float, list, list, float]] = {}
     parallelism = []
+    load_start = load_average()
     for rep in range(args.repeats):
         parallelism.append(machine_parallelism(cores))
         for key, (_, _, run, prepare) in scorers.items():
@@ -330,18 +428,23 @@ def main(argv: list[str] | None = None) -> int:
             verdicts, calls = run()
             elapsed = time.perf_counter() - start
             max_verify = reward.reward_stats()["max_verify_s"]
-            print(f"  repeat {rep + 1} {key}: {elapsed:.2f} s", file=sys.stderr, flush=True)
+            print(f"  {mix} repeat {rep + 1} {key}: {elapsed:.2f} s (load {load_average()})", file=sys.stderr, flush=True)
             if key not in best or elapsed < best[key][0]:
                 best[key] = (elapsed, verdicts, calls, max_verify)
     reward.configure()
+    reward.shutdown()
+    if pebble_holder[0] is not None:
+        pebble_holder[0].stop()
+        pebble_holder[0].join()
 
     reference = best.get("mv_direct")
     base = len(pairs) / reference[0] if reference else None
     one_thread = len(pairs) / best["ours_main"][0] if "ours_main" in best else None
     stats_fast = sum(reward.fast_verdict(reward.completion_text(s), g) is not None for s, g in pairs)
     lines = [
-        f"{len(pairs)} responses ({args.pathological} pathological), {cores} CPU cores, timeout {args.timeout:g} s, "
-        f"fastest of {args.repeats}; the fast path answers {stats_fast} of them ({100 * stats_fast / len(pairs):.0f}%)",
+        f"{len(pairs)} responses ({args.pathological} pathological), timeout {args.timeout:g} s, fastest of "
+        f"{args.repeats}; the fast path answers {stats_fast} of them ({100 * stats_fast / len(pairs):.0f}%); "
+        f"load average {load_start} before the first repeat, {load_average()} after the last",
         "",
         "| scorer | where Math-Verify runs | responses | time (s) | responses/s | × Math-Verify direct | × ours main thread "
         "| max call (s) | calls > timeout + 1 s | same verdicts as Math-Verify direct |",
@@ -364,18 +467,20 @@ def main(argv: list[str] | None = None) -> int:
         ratios = f"{rate / base:.2f}× | {rate / one_thread:.2f}×" if base and one_thread else " | "
         lines.append(f"| {label} | {where} | {n} | {elapsed:.2f} | {rate:.0f} | {ratios} | {longest_text} | {over} | {agree} |")
     lines += ["", f"machine: {cores} CPU processes at once gave {max(parallelism):.2f}× one process's throughput "
-              f"(best of {len(parallelism)}: {', '.join(f'{p:.2f}' for p in parallelism)}; load average "
-              f"{os.getloadavg()[0]:.1f} at the end)"]
+              f"(best of {len(parallelism)}: {', '.join(f'{p:.2f}' for p in parallelism)})"]
     if "ours_threads" in best and one_thread:
         threads_rate = len(pairs) / best["ours_threads"][0]
-        lines.append(f"{args.threads} threads / main thread = {threads_rate / one_thread:.2f}× (target ≥ 0.8 × {cores} cores "
-                     f"= {0.8 * cores:.1f}×)")
+        verdict = "met" if threads_rate >= one_thread else "NOT met"
+        lines.append(f"{args.threads} threads / main thread = {threads_rate / one_thread:.2f}× (target: not slower, ≥ 1.00×: "
+                     f"{verdict}; ceiling about {cores}×)")
+        longest = max(best["ours_threads"][2])
+        verdict = "met" if longest <= 2 * args.timeout + 1 else "NOT met"
+        lines.append(f"{args.threads} threads: longest call (queue wait + verification) {longest:.2f} s (target ≤ own bound "
+                     f"+ one item's bound + 1 s = {2 * args.timeout + 1:g} s: {verdict})")
     if "ours_main_nofast" in best and one_thread:
         lines.append(f"fast path: main thread {best['ours_main_nofast'][0]:.2f} s without it, {best['ours_main'][0]:.2f} s "
                      f"with it ({100 * (1 - best['ours_main'][0] / best['ours_main_nofast'][0]):.0f}% saved)")
-    print("\n".join(lines))
-    reward.shutdown()
-    return 0
+    return lines
 
 
 if __name__ == "__main__":

@@ -2,21 +2,18 @@
 
 The pieces are pluggable so they can be tested without a model:
   - a *generator* ``(rows, k) -> k completions per row`` (vLLM, ``transformers.generate``, or a fake);
-  - a *scorer* ``(completion, answer, timeout_s) -> bool`` run in worker processes, each item under a hard
-    time limit: a pathological completion that hangs the verifier is killed with its worker and scored as
-    wrong, and the run goes on.
+  - the scorer is the project's reward (`minimal_rl.reward`), in its helper pool, each item under a hard time
+    limit: a pathological completion that hangs the verifier is killed with its helper and scored as wrong,
+    and the run goes on.
 transformers / vLLM are imported inside the generator classes only.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
-
-from minimal_rl.reward import is_correct
 
 logger = logging.getLogger(__name__)
 
@@ -26,77 +23,32 @@ class Generator(Protocol):
         """``k`` completions for each row (rows carry ``problem`` and ``answer``)."""
 
 
-def verify(completion: str, answer: str, timeout_s: float) -> bool:
-    """Default scorer: the project's reward (`minimal_rl.reward.is_correct`, Math-Verify semantics)."""
-    return is_correct(completion, answer, timeout_s=timeout_s)
-
-
-def _worker_init(barrier: Any) -> None:
-    """Pay each worker's start-up (torch, sympy, Math-Verify imports) before any item's clock starts, and
-    hold every worker until all of them are ready."""
-    try:
-        import math_verify  # noqa: F401
-    except ImportError:
-        pass
-    barrier.wait(timeout=300)
-
-
-def _warmup() -> bool:
-    return True
-
-
 def score_all(
     pairs: Sequence[tuple[str, str]],
     *,
     workers: int = 2,
     timeout_s: float = 10.0,
-    scorer: Callable[[str, str, float], bool] = verify,
     progress: bool = False,
 ) -> tuple[list[bool], int]:
-    """Score ``(completion, answer)`` pairs in ``workers`` spawned processes; returns (verdicts, timeouts).
-
-    Each item gets at most ``2 * timeout_s`` of waiting once every earlier item is done (at most
-    ``workers - 1`` others can be ahead of it); on a timeout the pool is killed, the item is wrong, and the
-    items not yet finished are resubmitted to a fresh pool. ``scorer`` must be a module-level function.
-    """
+    """Score ``(completion, answer)`` pairs with the project's reward (`minimal_rl.reward.verify_many`:
+    Math-Verify's verdict in its pool of ``workers`` helper processes, each item bounded by ``timeout_s``;
+    a helper stuck on a pathological completion is killed and replaced, the item is wrong and the run goes
+    on); returns (verdicts, timeouts)."""
     from tqdm.auto import tqdm
 
-    results: list[bool] = [False] * len(pairs)
-    pending = list(range(len(pairs)))
+    from minimal_rl.reward import verify_many
+
+    results: list[bool] = []
     timeouts = 0
-    ctx = multiprocessing.get_context("spawn")  # never fork a process that holds torch threads
-    bar = tqdm(total=len(pairs), desc="scoring", disable=not progress, leave=False)
-    while pending:
-        n_workers = max(1, min(workers, len(pending)))
-        pool = ctx.Pool(n_workers, initializer=_worker_init, initargs=(ctx.Barrier(n_workers),))
-        try:
-            pool.apply(_warmup)  # returns once every worker has passed the start-up barrier
-            jobs = [(i, pool.apply_async(scorer, (pairs[i][0], pairs[i][1], timeout_s))) for i in pending]
-            pending = []
-            for n, (i, job) in enumerate(jobs):
-                try:
-                    results[i] = bool(job.get(timeout=2 * timeout_s + 1.0))
-                    bar.update(1)
-                except multiprocessing.TimeoutError:
-                    timeouts += 1
-                    results[i] = False
-                    bar.update(1)
-                    logger.warning("scoring item %d took over %.0fs: killed, scored as wrong", i, 2 * timeout_s)
-                    for j, other in jobs[n + 1 :]:
-                        if other.ready() and other.successful():
-                            results[j] = bool(other.get())
-                            bar.update(1)
-                        else:
-                            pending.append(j)
-                    break
-                except Exception as exc:  # noqa: BLE001 - a scorer crash is a wrong answer, not a crashed run
-                    logger.warning("scoring item %d failed (%s): scored as wrong", i, exc)
-                    results[i] = False
-                    bar.update(1)
-        finally:
-            pool.terminate()
-            pool.join()
-    bar.close()
+    with tqdm(total=len(pairs), desc="scoring", disable=not progress, leave=False) as bar:
+        for start in range(0, len(pairs), 256):  # in chunks, for the progress bar
+            chunk = pairs[start : start + 256]
+            verdicts = verify_many([c for c, _ in chunk], [a for _, a in chunk], timeout_s=timeout_s, pool_size=workers)
+            results += [correct for correct, _ in verdicts]
+            timeouts += sum(status == "timeout" for _, status in verdicts)
+            bar.update(len(chunk))
+    if timeouts:
+        logger.warning("%d completion(s) took over %.0f s to verify: scored as wrong", timeouts, timeout_s)
     return results, timeouts
 
 
@@ -117,7 +69,6 @@ def evaluate_benchmarks(
     k: int = 16,
     workers: int = 2,
     timeout_s: float = 10.0,
-    scorer: Callable[[str, str, float], bool] = verify,
     progress: bool = False,
     log: Callable[[str], None] = lambda s: None,
 ) -> list[BenchmarkResult]:
@@ -132,7 +83,7 @@ def evaluate_benchmarks(
             raise ValueError(f"generator returned the wrong number of completions for {name}")
         t1 = time.perf_counter()
         pairs = [(c, str(row["answer"])) for row, cs in zip(rows, completions) for c in cs]
-        verdicts, timeouts = score_all(pairs, workers=workers, timeout_s=timeout_s, scorer=scorer, progress=progress)
+        verdicts, timeouts = score_all(pairs, workers=workers, timeout_s=timeout_s, progress=progress)
         per_problem = [sum(verdicts[i * k : (i + 1) * k]) / k for i in range(len(rows))]
         acc = sum(per_problem) / max(len(per_problem), 1)
         log(f"{name}: {len(rows)} problems x {k} samples, accuracy {acc:.2%} "

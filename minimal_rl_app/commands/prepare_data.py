@@ -38,10 +38,10 @@ from minimal_rl.data import (
     extract_problem_and_answer,
     get_spec,
     is_parseable,
-    is_verifiable,
     trl_row,
     verl_row,
 )
+from minimal_rl.reward import verify_many
 
 from minimal_rl_app.commands.common import positive_int
 from minimal_rl_app.inputs import UsageError, check_writable_dir
@@ -176,37 +176,39 @@ class PrepareSummary:
 _OK, _UNPARSEABLE, _UNVERIFIABLE, _UNSCORABLE = 0, 1, 2, 3
 
 
-def _check_answer(answer: str, answer_check: str) -> int:
+def _check_parse(answer: str) -> int:
     try:
-        if answer_check == "parse" and not is_parseable(answer):
-            return _UNPARSEABLE
-        if answer_check in ("parse", "self") and not is_verifiable(answer):
-            return _UNVERIFIABLE
+        return _OK if is_parseable(answer) else _UNPARSEABLE
     except Exception as exc:  # one row the check cannot score must not abort the whole dataset
         logger.warning("answer check failed on %.80r (%s: %s); row dropped", answer, type(exc).__name__, exc)
         return _UNSCORABLE
-    return _OK
-
-
-def _check_chunk(job: tuple[list[str], str]) -> list[int]:
-    answers, answer_check = job
-    return [_check_answer(a, answer_check) for a in answers]
 
 
 def check_answers(answers: list[str], answer_check: str, num_proc: int = 1, chunk: int = 256) -> list[int]:
-    """The answer check's verdict for every answer, in ``num_proc`` processes (Numina: ~860k answers)."""
+    """The answer check's verdict for every answer: the parse check here (on the main thread, under
+    Math-Verify's own timeout), then the reward against itself (`minimal_rl.data.is_verifiable`) for the rest,
+    in the reward's helper pool (``num_proc`` helpers; Numina: ~860k answers) in chunks of ``chunk``."""
     if answer_check not in ANSWER_CHECKS:
         raise ValueError(f"answer_check must be one of {ANSWER_CHECKS}, got {answer_check!r}")
+    verdicts = [_OK] * len(answers)
     if answer_check == "none":
-        return [_OK] * len(answers)
-    if num_proc <= 1 or len(answers) < 2 * chunk:
-        return _check_chunk((answers, answer_check))
-    import multiprocessing
+        return verdicts
+    if answer_check == "parse":
+        verdicts = [_check_parse(a) for a in answers]
+    todo = [i for i, v in enumerate(verdicts) if v == _OK]
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        checked = verify_many(["\\boxed{" + answers[i] + "}" for i in part], [answers[i] for i in part], pool_size=num_proc)
+        for i, (correct, status) in zip(part, checked):
+            if status in _NOT_SCORED:  # a timeout, a failure of the verifier: not the answer's fault
+                logger.warning("answer check could not score %.80r (%s); row dropped", answers[i], status)
+                verdicts[i] = _UNSCORABLE
+            elif not correct:
+                verdicts[i] = _UNVERIFIABLE
+    return verdicts
 
-    jobs = [(answers[i : i + chunk], answer_check) for i in range(0, len(answers), chunk)]
-    # Each worker's main thread runs Math-Verify, so its signal-based timeout works there.
-    with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
-        return [v for part in pool.imap(_check_chunk, jobs) for v in part]
+
+_NOT_SCORED = ("timeout", "helper_died", "unavailable", "error")
 
 
 def filter_records(

@@ -246,47 +246,39 @@ def test_group_statistics_direct():
     assert stats.fractions() == {"all_correct": 0.5, "all_wrong": 0.0, "mixed": 0.5}
 
 
-def test_raft_and_raft_pp_gradients_equal_at_ratio_one():
-    """RAFT: -A log pi. RAFT++ (PPO clip): -A * rho with rho = pi/pi_old = 1 at the first step.
-    d(rho)/d(theta) = rho * d(log pi) = d(log pi) at rho = 1, so the gradients coincide."""
-    torch.manual_seed(0)
-    scores = worked_example_scores(1.0, 0.0)
-    result = compute_weights(scores, "raft", UIDS)
-    kept = result.keep
-    logits = torch.randn(20, 5, requires_grad=True)
-    log_pi = torch.log_softmax(logits, -1)[:, 0]
-    nll = -(result.weights * log_pi)[kept].mean()
-    (g_raft,) = torch.autograd.grad(nll, logits)
-    log_pi = torch.log_softmax(logits, -1)[:, 0]
-    ratio = torch.exp(log_pi - log_pi.detach())
-    a = result.weights
-    clipped = torch.maximum(-a * ratio, -a * ratio.clamp(0.8, 1.2))[kept].mean()
-    (g_pp,) = torch.autograd.grad(clipped, logits)
-    torch.testing.assert_close(g_raft, g_pp)
+def test_raft_loss_gradient_through_the_softmax_by_hand():
+    """raft_loss on log pi from logits: the value -A log p and the gradient -A (onehot - p) per row, worked
+    out by hand. (RAFT++ is the host's PPO clip; at ratio 1 its gradient -A d(rho) = -A rho d(log p) is this
+    same one, which is why the two coincide on the first mini-batch.)"""
+    from minimal_rl.algorithms import raft_loss
+
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], dtype=torch.float64, requires_grad=True)
+    log_p = torch.log_softmax(logits, -1)[:, 0]  # log 0.5, log 0.75
+    loss = raft_loss(log_p, torch.tensor([1.0, -1.0], dtype=torch.float64))
+    torch.testing.assert_close(loss, torch.tensor([math.log(2.0), math.log(0.75)], dtype=torch.float64))
+    (grad,) = torch.autograd.grad(loss.sum(), logits)
+    # row 0: A=1, p=(0.5, 0.5): -(1-0.5, 0-0.5); row 1: A=-1, p=(0.75, 0.25): +(1-0.75, 0-0.25)
+    torch.testing.assert_close(grad, torch.tensor([[-0.5, 0.5], [0.25, -0.25]], dtype=torch.float64))
 
 
 def test_dropping_equals_masking_under_kept_token_normalisation():
-    """Dropping rejected rows and masking them give the same gradient when the loss is normalised by
-    the number of KEPT tokens; zero-weighting them with all-token normalisation dilutes it."""
-    torch.manual_seed(1)
-    scores = worked_example_scores(1.0, 0.0)
-    result = compute_weights(scores, "reinforce_rej", UIDS)
-    mask = torch.ones(20, 6)
-    mask[:, 4:] = 0  # padding
-    logits = torch.randn(20, 6, 3, requires_grad=True)
+    """raft_loss summed over kept tokens and divided by their number: dropping the rejected row and masking
+    it give the same value and gradient (worked out by hand); zero-weighting it but normalising by all
+    tokens dilutes both by kept / all tokens (4 / 5 here)."""
+    from minimal_rl.algorithms import raft_loss
 
-    def token_logp():
-        return torch.log_softmax(logits, -1)[..., 0]
+    log_prob = torch.tensor([[-1.0, -2.0], [-1.0, -1.0], [-0.5, -1.5]], dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)  # row 1: one padding token
+    weights = torch.tensor([0.5, 0.0, -0.5], dtype=torch.float64)  # row 1 rejected (weight 0)
+    keep = torch.tensor([True, False, True])
+    hand_loss = (0.5 * 1.0 + 0.5 * 2.0 - 0.5 * 0.5 - 0.5 * 1.5) / 4  # = 0.125
+    hand_grad = torch.tensor([[-0.125, -0.125], [0.0, 0.0], [0.125, 0.125]], dtype=torch.float64)
 
-    w = result.weights[:, None]
-    kept = result.keep
-    dropped = -(w[kept] * token_logp()[kept] * mask[kept]).sum() / mask[kept].sum()
-    (g_drop,) = torch.autograd.grad(dropped, logits)
-    keep_mask = mask * kept[:, None]
-    masked = -(w * token_logp() * keep_mask).sum() / keep_mask.sum()
-    (g_mask,) = torch.autograd.grad(masked, logits)
-    torch.testing.assert_close(g_drop, g_mask)
-    zeroed = -(w * token_logp() * mask).sum() / mask.sum()
-    (g_zero,) = torch.autograd.grad(zeroed, logits)
-    kept_fraction = keep_mask.sum() / mask.sum()
-    torch.testing.assert_close(g_zero, g_drop * kept_fraction)
+    dropped = (raft_loss(log_prob[keep], weights[keep, None]) * mask[keep]).sum() / mask[keep].sum()
+    keep_mask = mask * keep[:, None]
+    masked = (raft_loss(log_prob, weights[:, None]) * keep_mask).sum() / keep_mask.sum()
+    zeroed = (raft_loss(log_prob, weights[:, None]) * mask).sum() / mask.sum()
+    for loss, scale in ((dropped, 1.0), (masked, 1.0), (zeroed, 4 / 5)):
+        assert loss.item() == pytest.approx(hand_loss * scale)
+        (grad,) = torch.autograd.grad(loss, log_prob)
+        torch.testing.assert_close(grad, hand_grad * scale)

@@ -16,7 +16,7 @@ def test_benchmark_prints_the_table(shared_data, capsys):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     # verl's built-in is left out here: its 4 spawned workers take half a minute to start on 2 cores
-    module.main(["--n", "40", "--repeats", "1", "--verl-n", "0", "--pathological", "1", "--timeout", "1",
+    module.main(["--n", "40", "--mix", "boxed", "--skip", "pebble", "--repeats", "1", "--verl-n", "0", "--pathological", "1", "--timeout", "1",
                  "--data", str(shared_data)])
     out = capsys.readouterr().out
     assert "40 responses (1 pathological)" in out

@@ -136,3 +136,15 @@ def test_timeout_none_uses_math_verify_own_timeouts():
     # the released code's behaviour: not a silent -1 any more
     assert compute_score("x", "$\\boxed{\\frac{1}{2}}$", "0.5", timeout_s=None)["score"] == 1.0
     assert math_verify_reward(["$\\boxed{\\frac{1}{2}}$"] * 3, ["0.5"] * 3, timeout_s=None) == [1.0] * 3
+
+
+def test_a_callers_bug_raises_clearly():
+    """Model output never makes the reward raise; a caller's bug does: not one answer per completion (it
+    used to score the missing ones -1, silently), no answer column at all."""
+    with pytest.raises(ValueError, match="3 completions but 1 answers"):
+        math_verify_reward(["\\boxed{1}", "\\boxed{2}", "\\boxed{3}"], ["1"])
+    with pytest.raises(ValueError, match="1 completions but 2 answers"):
+        math_verify_reward(["\\boxed{1}"], ["1", "2"])
+    with pytest.raises(ValueError, match="column 'answer'"):
+        math_verify_reward(["\\boxed{1}"])
+    assert math_verify_reward([], []) == []

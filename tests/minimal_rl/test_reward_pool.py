@@ -2,15 +2,17 @@
 timeout (parse + verify), a dead or hung helper is replaced, it works inside daemonic processes and
 scripts without a ``__main__`` guard, and when it cannot work it says so (once) and counts.
 
-Slow, hanging and crashing verifications are injected with the reward's test hook (a response starting
-with ``TEST_HOOK_PREFIX``, honoured only with MINIMAL_RL_REWARD_TEST_HOOKS=1)."""
+Slow, blocked, hanging and crashing verifications come from tests/support/reward_hooks.py (Math-Verify's
+``parse`` wrapped in the helpers through MINIMAL_RL_REWARD_PYTHON); the package has no test hook. The tests
+wait for events (a blocked item released by the test, two verifications meeting), not for time windows;
+where a bound is checked, the item would otherwise run 10 minutes."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -23,15 +25,16 @@ import pytest
 
 pytest.importorskip("math_verify", reason="the [math] extra (math-verify) is not installed")
 
+import reward_hooks  # noqa: E402
+from reward_hooks import hooked  # noqa: E402
+
 from minimal_rl import reward  # noqa: E402
-from minimal_rl.reward import TEST_HOOK_PREFIX, compute_score, compute_score_async  # noqa: E402
+from minimal_rl.reward import bounded, compute_score, compute_score_async, stats  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+SUPPORT = REPO / "tests" / "support"
 HALF = ("$\\boxed{\\frac{2}{4}}$", "0.5")  # needs Math-Verify (not the integer fast path)
-
-
-def hook(command: str) -> str:
-    return f"{TEST_HOOK_PREFIX}{command}\x00 so $\\boxed{{x+1}}$"
+FOREVER = 600  # a hook that would run this long shows that a bound (far shorter) ended it
 
 
 def timed(fn, *args, **kwargs):
@@ -40,20 +43,32 @@ def timed(fn, *args, **kwargs):
     return result, time.monotonic() - start
 
 
+def until(condition, seconds: float = 120.0) -> bool:
+    """Wait for an event (helpers restarted in the background); False if it never came."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.fixture(scope="module")
 def hook_pool():
-    """Helpers that honour the test hooks, two of them (one more for overflow), for this module."""
-    saved = os.environ.get("MINIMAL_RL_REWARD_TEST_HOOKS")
-    os.environ["MINIMAL_RL_REWARD_TEST_HOOKS"] = "1"
+    """Helpers started through the hooked interpreter, two of them (up to 4 with overflow)."""
+    saved = os.environ.get("MINIMAL_RL_REWARD_PYTHON")
+    os.environ["MINIMAL_RL_REWARD_PYTHON"] = reward_hooks.hooked_python()
+    reward_hooks.install()  # in this process too (main-thread verification)
     reward.shutdown()
-    reward.configure(pool_size=2, max_pool_size=3)
+    reward.configure(pool_size=2, max_pool_size=4)
     yield
     reward.shutdown()
     reward.configure()
+    reward_hooks.uninstall()
     if saved is None:
-        os.environ.pop("MINIMAL_RL_REWARD_TEST_HOOKS", None)
+        os.environ.pop("MINIMAL_RL_REWARD_PYTHON", None)
     else:
-        os.environ["MINIMAL_RL_REWARD_TEST_HOOKS"] = saved
+        os.environ["MINIMAL_RL_REWARD_PYTHON"] = saved
 
 
 @pytest.fixture
@@ -61,6 +76,7 @@ def pool(hook_pool):
     """The module's pool with both helpers alive (earlier tests kill some), counters reset."""
     pool = reward.get_pool()
     pool.warm_up()
+    assert until(lambda: reward.reward_stats()["helpers_alive"] >= 2)
     reward.reward_stats(reset=True)
     return pool
 
@@ -71,59 +87,94 @@ def in_thread(fn, *args, **kwargs):
         return executor.submit(fn, *args, **kwargs).result()
 
 
-def test_slow_item_does_not_delay_the_others(pool):
+def helper_pids() -> list[int]:
+    """This process's helper processes, as the operating system lists them."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"minimal_rl.reward.helper" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_slow_item_does_not_delay_the_others(pool, tmp_path):
+    release = tmp_path / "release"
     with ThreadPoolExecutor(8) as executor:
-        slow = executor.submit(timed, compute_score, "x", hook("spin=30"), "x+1", timeout_s=3)
-        time.sleep(0.2)
-        normal = [executor.submit(timed, compute_score, "x", *HALF, timeout_s=3) for _ in range(40)]
-        normal_results = [f.result() for f in normal]
-        slow_result, slow_time = slow.result()
-    assert slow_result["score"] == -1.0 and 2.5 < slow_time < 4.0  # its own budget, then wrong
-    assert all(r["score"] == 1.0 for r, _ in normal_results)
-    assert max(t for _, t in normal_results) < 1.5, sorted(t for _, t in normal_results)[-3:]
-    stats = reward.reward_stats()
-    assert stats["timeouts"] == 1 and stats["helpers_replaced"] == 0  # the helper stopped itself and lives on
+        slow = executor.submit(compute_score, "x", hooked(f"wait={release}"), "x+1", timeout_s=FOREVER)
+        assert until(lambda: reward.reward_stats()["peak_busy_helpers"] >= 1)
+        normal = [executor.submit(compute_score, "x", *HALF) for _ in range(40)]
+        assert all(f.result()["score"] == 1.0 for f in normal)
+        assert not slow.done()  # all 40 answered while the slow item still holds its helper
+        release.touch()
+        assert slow.result()["score"] == 1.0
+
+
+def test_a_caller_waits_at_most_about_one_items_budget(pool, tmp_path):
+    """Three callers hold both helpers and the queue with slow items; a trivial item behind them is answered
+    by an overflow helper while all three are still blocked (no queue of slow budgets ahead of it)."""
+    release = tmp_path / "release"
+    with ThreadPoolExecutor(8) as executor:
+        slow = [executor.submit(compute_score, "x", hooked(f"wait={release}"), "x+1", timeout_s=FOREVER)
+                for _ in range(3)]
+        assert until(lambda: reward.reward_stats()["peak_busy_helpers"] >= 2)
+        trivial = executor.submit(compute_score, "x", *HALF)
+        assert trivial.result()["score"] == 1.0
+        assert not any(f.done() for f in slow)
+        release.touch()
+        assert [f.result()["score"] for f in slow] == [1.0] * 3
+    assert reward.reward_stats()["helpers_started"] >= 2  # the overflow helpers
+
+
+def test_threads_verify_in_parallel(pool, tmp_path):
+    """No lock across a verification: two items that each wait for the other finish only if two helpers
+    verify them at the same time (a serialised pool makes the first give up and crash its helper)."""
+    with ThreadPoolExecutor(2) as executor:
+        results = list(executor.map(lambda _: compute_score("x", hooked(f"meet={tmp_path}:2"), "x+1")["score"], range(2)))
+    assert results == [1.0, 1.0]
+    assert reward.reward_stats()["peak_busy_helpers"] >= 2
 
 
 def test_hung_helper_is_killed_on_time_and_replaced(pool):
     # blocked timers: only the parent's kill at timeout + GRACE_S ends it
-    result, elapsed = in_thread(timed, compute_score, "x", hook("hang=60"), "x+1", timeout_s=2, report_unverified=True)
+    result, elapsed = in_thread(timed, compute_score, "x", hooked(f"hang={FOREVER}"), "x+1", timeout_s=2,
+                                report_unverified=True)
     assert result == {"score": -1.0, "acc": 0.0, "unverified": 1.0}
-    assert 1.9 < elapsed < 2 + 1.0
+    assert elapsed < FOREVER / 10
     assert in_thread(compute_score, "x", *HALF)["score"] == 1.0  # the others keep working
-    deadline = time.monotonic() + 30
-    while reward.reward_stats()["helpers_alive"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stats = reward.reward_stats()
-    assert stats["helpers_replaced"] == 1 and stats["helpers_alive"] == 2
+    assert until(lambda: reward.reward_stats()["helpers_alive"] >= 2)
+    assert reward.reward_stats()["helpers_replaced"] == 1
 
 
 def test_crashing_helper_is_replaced_and_counted(pool):
-    result = in_thread(compute_score, "x", hook("crash"), "x+1", report_unverified=True)
+    result = in_thread(compute_score, "x", hooked("crash"), "x+1", report_unverified=True)
     assert result["unverified"] == 1.0  # retried once on another helper, which crashed too
     assert reward.reward_stats()["helper_died"] == 2
     assert in_thread(compute_score, "x", *HALF)["score"] == 1.0
 
 
-def test_helper_killed_from_outside_is_replaced_without_stalling(pool):
-    """One of two helpers dies while idle (OOM killer, someone's kill -9): answers go on at once on the
-    other while a replacement starts in the background."""
-    victim = pool._idle[-1]  # the one handed out next to a gold no helper has seen
-    os.kill(victim.pid, 9)
-    time.sleep(0.3)
+def test_helpers_killed_from_outside_are_replaced(pool):
+    """Every helper dies while idle (OOM killer, someone's kill -9): the next answers still come, from
+    replacements started in the background."""
+    pids = helper_pids()
+    assert len(pids) >= 2
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert until(lambda: not set(pids) & set(helper_pids()))
     for k in (101, 103, 107):
-        result, elapsed = in_thread(timed, compute_score, "x", f"$\\boxed{{\\frac{{{2 * k}}}{{6}}}}$", f"\\frac{{{k}}}{{3}}")
-        assert result["score"] == 1.0 and elapsed < 2.0
-    assert reward.reward_stats()["helpers_replaced"] == 1
-    deadline = time.monotonic() + 120
-    while reward.reward_stats()["helpers_alive"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert reward.reward_stats()["helpers_alive"] == 2
+        result = in_thread(compute_score, "x", f"$\\boxed{{\\frac{{{2 * k}}}{{6}}}}$", f"\\frac{{{k}}}{{3}}")
+        assert result["score"] == 1.0
+    assert reward.reward_stats()["helpers_replaced"] >= 1
 
 
 @pytest.mark.parametrize("where", ["main_thread", "worker_thread", "async", "trl_batch"])
 def test_each_call_is_bounded_by_its_timeout(pool, where):
-    item = (hook("sleep=60"), "x+1")
+    item = (hooked(f"sleep={FOREVER}"), "x+1")
     if where == "main_thread":
         result, elapsed = timed(compute_score, "x", *item, timeout_s=2)
         score = result["score"]
@@ -134,57 +185,29 @@ def test_each_call_is_bounded_by_its_timeout(pool, where):
         result, elapsed = timed(asyncio.run, compute_score_async("x", *item, timeout_s=2))
         score = result["score"]
     else:
-        # one slow item among others: the batch takes the slow item's budget, not more
+        # one slow item among others: the others are right, the slow one wrong
         result, elapsed = timed(reward.math_verify_reward, [item[0]] + [HALF[0]] * 5, [item[1]] + [HALF[1]] * 5, timeout_s=2)
         assert result[1:] == [1.0] * 5
         score = result[0]
     assert score == -1.0
-    assert elapsed < 2 + 1.0
+    assert elapsed < FOREVER / 10
+    assert reward.reward_stats()["timeouts"] == 1
 
 
-def test_async_variant_awaits_helpers_without_a_thread_per_call(pool):
+def test_async_variant_awaits_helpers_without_a_thread_per_call(pool, tmp_path):
+    release = tmp_path / "release"
+
     async def main():
-        items = [compute_score_async("x", *HALF) for _ in range(40)]
-        items.append(compute_score_async("x", hook("spin=30"), "x+1", timeout_s=2))
-        return await asyncio.gather(*items)
+        slow = asyncio.ensure_future(compute_score_async("x", hooked(f"wait={release}"), "x+1", timeout_s=FOREVER))
+        normal = await asyncio.gather(*[compute_score_async("x", *HALF) for _ in range(40)])
+        assert not slow.done()
+        release.touch()
+        return [r["score"] for r in normal], (await slow)["score"]
 
     threads_before = threading.active_count()
-    results, elapsed = timed(asyncio.run, main())
-    assert [r["score"] for r in results] == [1.0] * 40 + [-1.0]
-    assert elapsed < 2 + 1.0
-    assert threading.active_count() <= threads_before + 1  # at most an overflow helper's starter
-
-
-def test_threads_verify_in_parallel(pool):
-    """No lock across a verification: 4 answers that each take 1 s of wall time (no CPU, so a loaded
-    machine cannot blur it) finish in about 2 s on 2 helpers from 4 threads, not 4 s."""
-    with ThreadPoolExecutor(4) as executor:
-        results, elapsed = timed(lambda: list(executor.map(
-            lambda _: compute_score("x", hook("sleep=1"), "x+1", timeout_s=5)["score"], range(4))))
-    assert results == [1.0] * 4  # after the hook, the answer itself is verified (and right)
-    assert elapsed < 3.2
-    assert reward.reward_stats()["peak_busy_helpers"] >= 2
-
-
-def test_thread_pool_throughput(pool, shared_data):
-    """verl's executor pattern on real answers: 8 threads keep every helper busy. The speed-up itself
-    depends on how much of the (shared) machine this process gets; it is printed, and only a serialised
-    pool (much slower than one thread, as the old single helper under a global lock was) fails."""
-    rows = [json.loads(line) for line in (shared_data / "math500.jsonl").read_text().splitlines()][:150]
-    texts = [f"So the answer is $\\boxed{{{r['answer']}}}$, as computed." for r in rows]  # not the fast path
-    golds = [r["answer"] for r in rows]
-    score = lambda pair: compute_score("math500", *pair)["score"]  # noqa: E731
-    assert set(ThreadPoolExecutor(8).map(score, zip(texts, golds))) == {1.0}  # golds parsed, as in training
-    one = eight = float("inf")
-    for _ in range(2):
-        with ThreadPoolExecutor(1) as ex:
-            one = min(one, timed(lambda: list(ex.map(score, zip(texts, golds))))[1])
-        with ThreadPoolExecutor(8) as ex:
-            eight = min(eight, timed(lambda: list(ex.map(score, zip(texts, golds))))[1])
-    print(f"\n150 MATH500 answers: 1 thread {one:.2f} s, 8 threads {eight:.2f} s ({os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f})")
-    assert reward.reward_stats()["peak_busy_helpers"] >= 2
-    assert eight < 1.5 * one
+    normal, slow = asyncio.run(main())
+    assert normal == [1.0] * 40 and slow == 1.0
+    assert threading.active_count() <= threads_before + 2  # the pool's monitor, an overflow helper's starter
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,7 +218,8 @@ def test_thread_pool_throughput(pool, shared_data):
 def run_script(tmp_path: Path, source: str, env: dict | None = None) -> subprocess.CompletedProcess:
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(source))
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env = {key: value for key, value in os.environ.items() if key != "MINIMAL_RL_REWARD_PYTHON"}
+    full_env.update({"PYTHONPATH": f"{REPO}{os.pathsep}{SUPPORT}", **(env or {})})
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=full_env, timeout=240)
 
 
@@ -244,17 +268,19 @@ def test_script_without_main_guard(tmp_path):
 def test_helpers_that_cannot_start_are_loud_and_counted(tmp_path):
     proc = run_script(tmp_path, """
         import logging, threading
+        import reward_hooks
+        reward_hooks.install()
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
         from minimal_rl.reward import compute_score, reward_stats
         out = []
         def work():
             for _ in range(3):
                 out.append(compute_score("x", "$\\\\boxed{\\\\frac{2}{4}}$", "0.5")["score"])
-            out.append(compute_score("x", "\\x00minimal_rl_test:sleep=60\\x00 $\\\\boxed{x+1}$", "x+1", timeout_s=1)["score"])
+            out.append(compute_score("x", reward_hooks.hooked("sleep=600"), "x+1", timeout_s=1)["score"])
         t = threading.Thread(target=work); t.start(); t.join()
         s = reward_stats()
         print("RESULT", out, s["fallback_in_process"], s["helper_start_failures"], s["timeouts"])
-    """, env={"MINIMAL_RL_REWARD_PYTHON": "/nonexistent/python", "MINIMAL_RL_REWARD_TEST_HOOKS": "1"})
+    """, env={"MINIMAL_RL_REWARD_PYTHON": "/nonexistent/python"})
     assert "RESULT [1.0, 1.0, 1.0, -1.0] 4 1 1" in proc.stdout, proc.stdout + proc.stderr[-3000:]
     warnings = [line for line in proc.stderr.splitlines() if "cannot start Math-Verify helper processes" in line]
     assert len(warnings) == 1  # once, with the cause and the fix
@@ -264,8 +290,8 @@ def test_helpers_that_cannot_start_are_loud_and_counted(tmp_path):
 
 def test_no_timeout_mechanism_is_loud_and_counted(monkeypatch, caplog):
     monkeypatch.setenv("MINIMAL_RL_REWARD_PYTHON", "/nonexistent/python")
-    monkeypatch.setattr(reward, "_ASYNC_RAISE", False)
-    monkeypatch.setattr(reward, "_WARNED", set())
+    monkeypatch.setattr(bounded, "ASYNC_RAISE", False)  # as on an interpreter without PyThreadState_SetAsyncExc
+    monkeypatch.setattr(stats, "_WARNED", set())
     reward.shutdown()
     reward.reward_stats(reset=True)
     try:

@@ -1,5 +1,5 @@
 """``minimal-rl eval``: average@k on real MATH500 rows, a model that cannot solve them, an oracle
-generator, and a scorer that hangs (it must be killed, not wait forever)."""
+generator, and a verification that hangs (it must be killed, not wait forever)."""
 
 import json
 import time
@@ -24,17 +24,6 @@ def half_oracle(rows, k):
     return [[f"\\boxed{{{r['answer']}}}" if i % 2 == 0 else "\\boxed{no idea}" for i in range(k)] for r in rows]
 
 
-HANG_SCORER = '''
-import time
-
-def hang_on_marker(completion, answer, timeout_s):
-    """Never returns for one completion (a verifier stuck on a pathological output)."""
-    if completion == "HANG":
-        time.sleep(3600)
-    return completion == "\\\\boxed{" + answer + "}"
-'''
-
-
 @pytest.mark.slow
 def test_oracle_scores_one_and_half_oracle_one_half_on_math500(shared_data):
     rows = _rows(shared_data)
@@ -47,17 +36,24 @@ def test_oracle_scores_one_and_half_oracle_one_half_on_math500(shared_data):
 
 
 @pytest.mark.slow
-def test_a_hanging_scorer_is_killed_and_scored_wrong(tmp_path, monkeypatch):
-    # The scorer must live in an importable module: spawned workers import it by name.
-    (tmp_path / "hang_scorer_for_test.py").write_text(HANG_SCORER)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    from hang_scorer_for_test import hang_on_marker
+def test_a_hanging_verification_is_killed_and_scored_wrong(monkeypatch):
+    """A completion the verifier hangs on (its timers blocked: only a kill ends it) is killed with its helper
+    and scored as wrong; the others are scored (tests/support/reward_hooks.py makes the helpers hang)."""
+    import reward_hooks
 
-    pairs = [("\\boxed{1}", "1"), ("HANG", "2"), ("\\boxed{3}", "3"), ("\\boxed{5}", "4")]
-    t0 = time.perf_counter()
-    verdicts, timeouts = score_all(pairs, workers=2, timeout_s=1.0, scorer=hang_on_marker)
-    assert verdicts == [True, False, True, False] and timeouts == 1
-    assert time.perf_counter() - t0 < 120  # two pools of spawned workers (torch import) plus 3 s of waiting
+    from minimal_rl import reward
+
+    monkeypatch.setenv("MINIMAL_RL_REWARD_PYTHON", reward_hooks.hooked_python())
+    reward.shutdown()
+    try:
+        pairs = [("$\\boxed{\\frac{2}{4}}$", "0.5"), (reward_hooks.hooked("hang=600"), "x+1"),
+                 ("$\\boxed{\\frac{6}{2}}$", "3"), ("$\\boxed{\\frac{1}{3}}$", "0.5")]
+        t0 = time.perf_counter()
+        verdicts, timeouts = score_all(pairs, workers=2, timeout_s=1.0)
+        assert verdicts == [True, False, True, False] and timeouts == 1
+        assert time.perf_counter() - t0 < 120  # not the hang's 600 s
+    finally:
+        reward.shutdown()
 
 
 @pytest.mark.slow

@@ -28,18 +28,16 @@ def test_huge_gold_answer_no_longer_aborts(tmp_path):
 
 
 def test_row_the_check_cannot_score_is_skipped_and_counted(tmp_path, monkeypatch, caplog):
-    real = prep.is_verifiable
+    real = prep.verify_many
 
-    def flaky(answer):
-        if answer == "boom":
-            raise RuntimeError("the checker broke on this row")
-        return real(answer)
+    def flaky(solutions, golds, **kwargs):  # the verifier fails on one row (status "error")
+        return [(False, "error") if gold == "boom" else v for gold, v in zip(golds, real(solutions, golds, **kwargs))]
 
-    monkeypatch.setattr(prep, "is_verifiable", flaky)
+    monkeypatch.setattr(prep, "verify_many", flaky)
     rows = [{"problem": "p1", "answer": "5"}, {"problem": "p2", "answer": "boom"}, {"problem": "p3", "answer": "7"}]
     summary = prep.prepare_dataset("math500", str(tmp_path / "out"), input_path=write_jsonl(tmp_path / "in.jsonl", rows),
                                    formats=("verl",))
     assert (summary.rows_read, summary.rows_written, summary.dropped_unscorable) == (3, 2, 1)
     assert "1 the check could not score" in summary.as_text()
     assert json.loads(open(summary.outputs["summary"]).read())["dropped_unscorable"] == 1
-    assert any("answer check failed" in r.getMessage() for r in caplog.records)
+    assert any("answer check could not score 'boom'" in r.getMessage() for r in caplog.records)
