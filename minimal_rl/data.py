@@ -8,7 +8,7 @@
   `minimal_rl.reward.math_verify_reward` expect (`trl_row`).
 
 The paper's filtering (Sec. 5.1) is defined here as rules (`PAPER_MAX_PROBLEM_TOKENS`, `is_parseable`,
-`is_verifiable`); the ``minimal-rl prepare-data`` command (`minimal_rl_app.commands.prepare_data`) applies them to
+`is_verifiable`); the ``minimal-rl prepare-data`` command (`minimal_rl_app.prepare`) applies them to
 files and hub datasets.
 """
 

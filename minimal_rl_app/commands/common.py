@@ -1,9 +1,10 @@
 """The arguments ``train`` and ``compare`` share, and the argparse types of every command.
 
 Only argument parsing lives in `minimal_rl_app.commands`; what a command does is in `minimal_rl_app.jobs` (train,
-compare), `minimal_rl_app.main_job` (one run) and `minimal_rl_app.evaluation` (eval). Heavy imports stay out of
-these modules: the CLI builds its parser from every subcommand module, and ``minimal-rl --help`` must stay fast.
-Every option has a help text; the parser shows each default (argparse.ArgumentDefaultsHelpFormatter).
+compare), `minimal_rl_app.main_job` (one run), `minimal_rl_app.evaluation` (eval) and `minimal_rl_app.prepare`
+(prepare-data). Heavy imports stay out of these modules: the CLI builds its parser from every subcommand module,
+and ``minimal-rl --help`` must stay fast. Every option has a help text; the parser shows each default
+(argparse.ArgumentDefaultsHelpFormatter).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minimal_rl import data as formats
-from minimal_rl_app.commands import prepare_data as prep
+from minimal_rl_app import prepare as prep
 from minimal_rl_app.cli import main as cli_main
 from minimal_rl.reward import compute_score, math_verify_reward
 

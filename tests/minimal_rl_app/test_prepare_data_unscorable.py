@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("math_verify", reason="the [math] extra (math-verify) is not installed")
 
-from minimal_rl_app.commands import prepare_data as prep  # noqa: E402
+from minimal_rl_app import prepare as prep  # noqa: E402
 
 HUGE = "1" * 4301
 

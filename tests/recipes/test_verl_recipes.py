@@ -237,7 +237,7 @@ def test_recipe_runs_main_ppo_with_exactly_the_printed_overrides(tmp_path):
 
 def test_recipe_data_paths_are_where_prepare_data_writes(shared_data, tmp_path):
     """The recipes read exactly the files `minimal-rl prepare-data` writes under DATA_DIR."""
-    from minimal_rl_app.commands.prepare_data import prepare_dataset
+    from minimal_rl_app.prepare import prepare_dataset
 
     numina = tmp_path / "numina.jsonl"
     numina.write_text('{"problem": "What is $2+2$?", "solution": "It is $\\\\boxed{4}$."}\n')
