@@ -196,7 +196,10 @@ def check_answers(answers: list[str], answer_check: str, num_proc: int = 1, chun
     todo = [i for i, v in enumerate(verdicts) if v == _OK]
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
-        checked = verify_many(["\\boxed{" + answers[i] + "}" for i in part], [answers[i] for i in part], pool_size=num_proc)
+        checked = verify_many(
+            ["\\boxed{" + answers[i] + "}" for i in part], [answers[i] for i in part],
+            timeout_s=ANSWER_CHECK_TIMEOUT_S, pool_size=num_proc,
+        )
         for i, (correct, status) in zip(part, checked):
             if status in _NOT_SCORED:  # a timeout, a failure of the verifier: not the answer's fault
                 logger.warning("answer check could not score %.80r (%s); row dropped", answers[i], status)
@@ -207,6 +210,9 @@ def check_answers(answers: list[str], answer_check: str, num_proc: int = 1, chun
 
 
 _NOT_SCORED = ("timeout", "helper_died", "unavailable", "error")
+# The answer check runs once, offline: a bound as tight as training's reward (5 s) would drop long answers (Minerva's
+# damped-oscillator formula takes seconds) whenever the machine is loaded, making the dataset depend on the load.
+ANSWER_CHECK_TIMEOUT_S = 30.0
 
 
 def filter_records(
