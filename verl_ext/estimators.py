@@ -14,10 +14,10 @@ last valid token), exactly as verl's own ``grpo``. The per-sample weight A_i com
 tokens: ``advantages[i, t] = A_i * response_mask[i, t]``. ``returns`` is the same tensor (no critic).
 
 Samples the sample filter rejects get weight 0 here in every filter mode. With the v1 trainer and the
-replay-buffer sampler `verl_ext.sampler` (``filter_mode=drop``, the presets' default) they never reach this
-function. Without the sampler (legacy trainer) that is "zero" mode, announced by one warning (see
-`verl_ext.filter_state`). RAFT++ is not an estimator of its own: it is ``raft`` weights with verl's
-``vanilla`` PPO-clip loss.
+replay-buffer sampler `verl_ext.sampler` (``filter_mode=drop``, the presets' default on verl >= 0.9) they never
+reach this function. Without the sampler (verl < 0.9, the legacy trainer, or no preset) that is "zero" mode,
+which the run announces once at config time (``hydra_plugins/minimal_rl_searchpath/filter_notice.py``).
+RAFT++ is not an estimator of its own: it is ``raft`` weights with verl's ``vanilla`` PPO-clip loss.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from verl.trainer.ppo.core_algos import register_adv_est
 from minimal_rl.algorithms import compute_weights
 from minimal_rl.table import ALGORITHMS, ESTIMATOR_NAMES
 
-from .filter_state import filter_mode_in_effect
 from .options import read_options
 
 
@@ -53,9 +52,7 @@ def broadcast_weights(
             f"{tuple(response_mask.shape)} must have the same (bs, T) shape"
         )
     options = read_options(config)
-    # drop / refill happen in the v1 replay-buffer sampler; without it this warns once and means zero.
-    # Either way rejected samples get weight 0 here (after a drop, none of them are left in the batch).
-    filter_mode_in_effect(options.filter_mode)
+    # Rejected samples get weight 0 here in every filter mode (after a drop, none of them are left in the batch).
     with torch.no_grad():
         result = compute_weights(
             token_level_rewards.sum(dim=-1),
