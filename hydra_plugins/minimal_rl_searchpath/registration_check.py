@@ -123,6 +123,12 @@ def check_registered(
         if reason is None and worker_policy is not None:
             reason = _plugin_policy_excludes_us(str(worker_policy), "(in ray_kwargs.ray_init.runtime_env.env_vars)")
     core_algos = sys.modules.get("verl.trainer.ppo.core_algos")
+    if reason is None and core_algos is None and "verl" in sys.modules:
+        # a working plugin has imported it already; without it (the plugin failed) nothing has yet
+        try:
+            core_algos = importlib.import_module("verl.trainer.ppo.core_algos")
+        except Exception:  # verl itself broken: verl will say so
+            core_algos = None
     if reason is None and core_algos is not None:
         missing = [w for w in wanted if w[1] not in getattr(core_algos, w[2], {})]
         if missing:

@@ -14,6 +14,9 @@ import pytest
 import torch
 
 pytest.importorskip("verl")
+from mrl_verl import skip_module_without_drop_sampler  # noqa: E402
+
+skip_module_without_drop_sampler()
 ray = pytest.importorskip("ray")
 tq = pytest.importorskip("transfer_queue")
 

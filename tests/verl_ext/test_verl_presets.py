@@ -21,6 +21,8 @@ from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
 from hydra_plugins.minimal_rl_searchpath.registration_check import MinimalRLNotRegisteredError, RegistrationCheck
+from mrl_verl import HAS_DROP_SAMPLER, needs_drop_sampler, needs_entry_points
+from omegaconf import OmegaConf
 
 VERL_CONFIG_DIR = str(Path(verl.__file__).parent / "trainer" / "config")
 PRESET_DIR = Path(__file__).resolve().parents[2] / "verl_ext" / "config" / "minimal_rl"
@@ -69,14 +71,20 @@ def test_preset_composes_and_validates(preset):
     assert cfg.reward.custom_reward_function.name == "compute_score_async"
     assert dict(cfg.reward.custom_reward_function.reward_kwargs) == {"score_mapping": "signed", "report_unverified": True}
     assert dict(cfg.algorithm.minimal_rl) == {
-        "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "drop", "nan_policy": "wrong",
-        "sample_filter": None,
+        "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "drop" if HAS_DROP_SAMPLER else "zero",
+        "nan_policy": "wrong", "sample_filter": None,
     }
-    # the drop happens in the replay-buffer sampler the preset selects (docs/verl-filtering.md)
-    sampler = cfg.trainer.v1.sampler
-    assert sampler.custom_sampler.path == "pkg://verl_ext.sampler"
-    assert sampler.custom_sampler.name == "MinimalRLSampler"
-    assert sampler.sampler_kwargs.algorithm == estimator and sampler.sampler_kwargs.minimal_rl.filter_mode == "drop"
+    if HAS_DROP_SAMPLER:
+        # the drop happens in the replay-buffer sampler the preset selects (docs/verl-filtering.md)
+        sampler = cfg.trainer.v1.sampler
+        assert sampler.custom_sampler.path == "pkg://verl_ext.sampler"
+        assert sampler.custom_sampler.name == "MinimalRLSampler"
+        assert sampler.sampler_kwargs.algorithm == estimator and sampler.sampler_kwargs.minimal_rl.filter_mode == "drop"
+    else:
+        # no key verl < 0.9 would ignore: it has no v1 trainer, so the preset sets none of its keys
+        assert "v1" not in cfg.trainer and cfg.actor_rollout_ref.actor.use_dynamic_bsz is False
+    # every interpolation resolves (what `main_ppo --cfg job --resolve` and verl's TaskRunner do)
+    OmegaConf.to_container(cfg, resolve=True)
     # verl's own checks, as main_ppo runs them before starting Ray
     validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     assert need_critic(cfg) is False
@@ -118,6 +126,7 @@ def test_composed_algorithm_block_reaches_the_estimator():
     torch.testing.assert_close(out.batch["advantages"][:, 0], torch.tensor([1.0, 0.0, 0.0, 0.0]))
 
 
+@needs_drop_sampler
 def test_algo_config_dataclass_rejects_the_block():
     """Documented limitation: verl's AlgoConfig dataclass has no minimal_rl field, so converting
     config.algorithm with omega_conf_to_dataclass fails (verl 0.9.1's trainers never do this)."""
@@ -126,6 +135,7 @@ def test_algo_config_dataclass_rejects_the_block():
         omega_conf_to_dataclass(cfg.algorithm)
 
 
+@needs_entry_points
 def test_callback_refuses_when_plugins_are_disabled(monkeypatch):
     """`check` raises; the Hydra hooks turn it into a SystemExit (test_registration_callback.py)."""
     cfg = compose_preset("raft")
@@ -156,6 +166,7 @@ def test_bad_option_values_fail_before_the_run():
     check_overrides(["+minimal_rl=raft", "algorithm.minimal_rl.positive_threshold=0.5"])
 
 
+@needs_drop_sampler
 def test_filter_only_preset_keeps_the_users_estimator_and_loss():
     """+minimal_rl=sample_filter installs the dropping sampler and nothing else."""
     cfg = compose_preset("sample_filter", "algorithm.adv_estimator=grpo", "algorithm.minimal_rl.sample_filter=drop_all_wrong")
@@ -210,6 +221,7 @@ def test_main_ppo_cfg_job_prints_our_estimator(tmp_path):
     assert job["actor_rollout_ref"]["rollout"]["n"] == 4
 
 
+@needs_entry_points
 @pytest.mark.parametrize("args", [("algorithm.adv_estimator=reinforce_rej",), ("+minimal_rl=raft",)])
 def test_main_ppo_fails_early_with_the_fix_when_plugins_are_off(args):
     """With verl's plugin loading off, main_ppo stops at config composition (no Ray, no model) with
