@@ -31,3 +31,12 @@ def skip_module_without_drop_sampler() -> None:
     """For modules that import verl's v1 trainer at the top: call before those imports."""
     if not HAS_DROP_SAMPLER:
         pytest.skip(SAMPLER_REASON, allow_module_level=True)
+
+
+def needs_verl(minimum: str, why: str):
+    """Skip unless the installed verl is at least ``minimum``; ``why``: what of that verl the test needs."""
+    from packaging.version import Version
+
+    return pytest.mark.skipif(
+        VERL is None or VERL < Version(minimum), reason=f"needs verl >= {minimum} ({why}); verl {VERL} is installed"
+    )

@@ -55,6 +55,7 @@ def _run_app(tmp_path: Path, conf: Path, *overrides: str, env_update: dict | Non
     app.write_text(APP)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
+    env.pop("VERL_USE_EXTERNAL_MODULES", None)  # set in this process by the Hydra plugin on verl < 0.9
     env.update(env_update or {})
     cmd = [sys.executable, str(app), "--config-path", str(conf), "--config-name", "my_run",
            f"hydra.run.dir={tmp_path / 'run'}", *overrides]

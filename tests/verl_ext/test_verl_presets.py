@@ -205,6 +205,7 @@ def compose_preset_free(*overrides: str):
 def _main_ppo(*args: str, env_update: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
+    env.pop("VERL_USE_EXTERNAL_MODULES", None)  # set in this process by the Hydra plugin on verl < 0.9
     env.update(env_update or {})
     return subprocess.run(
         [sys.executable, "-m", "verl.trainer.main_ppo", *args], capture_output=True, text=True, env=env, timeout=300
@@ -242,6 +243,7 @@ def test_failed_registration_is_logged_at_error_level():
         "try:\n    import verl_ext\nexcept ValueError:\n    pass\nelse:\n    raise SystemExit('no error')\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VERL_USE_EXTERNAL_PLUGINS": "none"}
+    env.pop("VERL_USE_EXTERNAL_MODULES", None)  # set in this process by the Hydra plugin on verl < 0.9
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ERROR" in proc.stderr and "minimal-rl: registering the verl estimators" in proc.stderr

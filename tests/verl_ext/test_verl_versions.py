@@ -32,10 +32,10 @@ def _env(**update: str) -> dict[str, str]:
     return env
 
 
-def _main_ppo(*args: str, **env_update: str) -> subprocess.CompletedProcess:
+def _main_ppo(*args: str, cwd: Path | None = None, **env_update: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "verl.trainer.main_ppo", *args], capture_output=True, text=True, env=_env(**env_update),
-        timeout=300,
+        timeout=300, cwd=cwd,
     )
 
 
@@ -200,7 +200,8 @@ def test_a_broken_plugin_import_is_reported_with_its_error(tmp_path):
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('simulated broken dependency xyz')\n")
     pythonpath = os.pathsep.join([str(tmp_path / "shadow"), *filter(None, [os.environ.get("PYTHONPATH")])])
-    proc = _main_ppo("algorithm.adv_estimator=reinforce_rej", "--cfg", "job", PYTHONPATH=pythonpath)
+    # cwd away from the checkout: `python -m` puts the working directory first on sys.path
+    proc = _main_ppo("algorithm.adv_estimator=reinforce_rej", "--cfg", "job", cwd=tmp_path, PYTHONPATH=pythonpath)
     assert proc.returncode != 0
     assert "MinimalRLNotRegisteredError" in proc.stderr, proc.stderr[-3000:]
     assert "importing verl_ext fails: ImportError: simulated broken dependency xyz" in proc.stderr
@@ -215,7 +216,7 @@ def test_a_run_without_our_names_is_left_alone_by_a_broken_plugin(tmp_path):
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('simulated broken dependency xyz')\n")
     pythonpath = os.pathsep.join([str(tmp_path / "shadow"), *filter(None, [os.environ.get("PYTHONPATH")])])
-    proc = _main_ppo("algorithm.adv_estimator=grpo", "--cfg", "job", PYTHONPATH=pythonpath)
+    proc = _main_ppo("algorithm.adv_estimator=grpo", "--cfg", "job", cwd=tmp_path, PYTHONPATH=pythonpath)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
