@@ -92,10 +92,12 @@ setup-compat-verl: $(COMPAT_VERL_VENV)/.installed
 # What applies on verl 0.7.1: registration through VERL_USE_EXTERNAL_MODULES (set by our Hydra plugin), estimator
 # numbers against the core (direct and through verl's compute_advantage), the raft loss value and gradient, presets
 # compose + resolve, the "dropping needs verl >= 0.9" notice. Tests of verl 0.9 features skip by a version marker
-# (tests/support/mrl_verl.py); the count check makes sure real tests ran.
+# (tests/support/mrl_verl.py); the count check makes sure real tests ran. Deselected: subprocess tests that do not
+# depend on the verl version (the wheel's contents, Hydra's callback plumbing), run by `make test`.
+COMPAT_VERL_DESELECT := not built_wheel and not hydra_run_with and not failed_registration_is_logged
 test-compat-verl: setup-compat-verl
-	$(TEST_ENV) $(COMPAT_VERL_PY) -m pytest -m "not e2e" -p no:cacheprovider tests/verl_ext --durations=15 --junitxml=$(COMPAT_VERL_VENV)/results.xml
-	$(COMPAT_VERL_PY) -c "import sys, xml.etree.ElementTree as E; s = E.parse(sys.argv[1]).getroot().find('testsuite'); ran = int(s.get('tests')) - int(s.get('skipped')); print(ran, 'compat tests ran'); sys.exit(ran < 50)" $(COMPAT_VERL_VENV)/results.xml
+	$(TEST_ENV) $(COMPAT_VERL_PY) -m pytest -m "not e2e" -p no:cacheprovider tests/verl_ext -k "$(COMPAT_VERL_DESELECT)" --durations=10 --junitxml=$(COMPAT_VERL_VENV)/results.xml
+	$(COMPAT_VERL_PY) -c "import sys, xml.etree.ElementTree as E; s = E.parse(sys.argv[1]).getroot().find('testsuite'); ran = int(s.get('tests')) - int(s.get('skipped')); print(ran, 'compat tests ran'); sys.exit(ran < 40)" $(COMPAT_VERL_VENV)/results.xml
 
 clean:
 	rm -rf $(VENV) $(E2E_VENV) $(COMPAT_VERL_VENV) $(E2E_RUNS) build *.egg-info

@@ -27,10 +27,11 @@ V1_CONFIG_SOURCE = "pkg://verl_ext.config_v1"
 
 class MinimalRLSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        search_path.append(provider="minimal-rl", path=CONFIG_SOURCE)
-        if has_drop_sampler():
-            search_path.append(provider="minimal-rl", path=V1_CONFIG_SOURCE)
         # Runs in the driver at config composition, before any Ray worker or model exists: the
         # earliest point where a missing registration can be reported.
-        load_plugin_in_driver()
+        import_error = load_plugin_in_driver()
+        if import_error is None:  # a broken verl_ext (logged) must not break Hydra's lookups of a run without it
+            search_path.append(provider="minimal-rl", path=CONFIG_SOURCE)
+            if has_drop_sampler():
+                search_path.append(provider="minimal-rl", path=V1_CONFIG_SOURCE)
         check_overrides(sys.argv[1:])

@@ -272,6 +272,7 @@ def test_built_wheel_ships_presets_plugin_and_entry_point(tmp_path):
     wheel = next((tmp_path / "dist").glob("minimal_rl-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"verl_ext/config/minimal_rl/{p}.yaml" for p in (*preset_names(), "_base", "_sampler")} <= names
+    assert "verl_ext/config_v1/minimal_rl/sampler/drop.yaml" in names  # the sampler part (verl >= 0.9)
     assert not any(n.startswith(("tests/", "mrl_testing")) for n in names)  # test support never ships
     assert "hydra_plugins/minimal_rl_searchpath/searchpath.py" in names
     assert "hydra_plugins/__init__.py" not in names  # namespace package, shared with other plugins
