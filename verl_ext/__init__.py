@@ -1,7 +1,9 @@
 """verl plugin of minimal-rl: advantage estimators, the RAFT policy loss, the dropping sampler, Hydra presets.
 
-verl imports this package at ``import verl`` in every process through the ``verl.plugins`` entry point
-(pyproject.toml), which registers the advantage estimators of `minimal_rl.table.ESTIMATOR_NAMES`
+verl >= 0.9 imports this package at ``import verl`` in every process through the ``verl.plugins`` entry point
+(pyproject.toml); verl 0.7-0.8 import it from ``VERL_USE_EXTERNAL_MODULES``, which our Hydra plugin sets in the
+driver at config time for the Ray cluster ``main_ppo`` starts (``hydra_plugins/minimal_rl_searchpath/verl_host.py``).
+Importing it registers the advantage estimators of `minimal_rl.table.ESTIMATOR_NAMES`
 (`verl_ext.estimators`) and the policy loss ``raft`` (`verl_ext.losses`). The sampler
 (`verl_ext.sampler`) and the presets (``verl_ext/config/minimal_rl/``) are loaded by verl and Hydra by path.
 
@@ -9,24 +11,22 @@ It also installs `verl_ext.compat`: with TRL 1.x installed (our ``[all]`` extra)
 because it imports TRL's removed ``AutoModelForCausalLMWithValueHead``; a last-resort import finder provides a
 placeholder for it, only when the installed TRL lacks it (logged once).
 
-verl swallows a failing plugin import at DEBUG level, so a broken registration would only surface much later
-as "Unknown advantage estimator". We log it at ERROR, with the traceback, and re-raise.
+verl 0.9 swallows a failing plugin import at DEBUG level, so a broken registration would only surface much later
+as "Unknown advantage estimator". We log it at ERROR, with the traceback, and re-raise; the Hydra plugin's
+registration check also names the underlying import error (every verl version).
 """
 
 from __future__ import annotations
 
 import logging
 
+from hydra_plugins.minimal_rl_searchpath.verl_host import install_hint
 from minimal_rl.table import ESTIMATOR_NAMES, LOSS_NAMES
 
 logger = logging.getLogger(__name__)
 
 PACKAGE = "minimal-rl"
-INSTALL_HINT = (
-    "install the verl extra (`pip install minimal-rl[verl]`) in the environment of every process "
-    "(driver and Ray workers), and make sure VERL_USE_EXTERNAL_PLUGINS is unset, 'auto', or lists "
-    "'minimal_rl'"
-)
+INSTALL_HINT = install_hint()  # the fix that works for the installed verl (entry point, or VERL_USE_EXTERNAL_MODULES)
 
 from . import compat  # noqa: E402
 

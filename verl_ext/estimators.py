@@ -14,10 +14,10 @@ last valid token), exactly as verl's own ``grpo``. The per-sample weight A_i com
 tokens: ``advantages[i, t] = A_i * response_mask[i, t]``. ``returns`` is the same tensor (no critic).
 
 Samples the sample filter rejects get weight 0 here in every filter mode. With the v1 trainer and the
-replay-buffer sampler `verl_ext.sampler` (``filter_mode=drop``, the presets' default) they never reach this
-function. Without the sampler (legacy trainer) that is "zero" mode, announced by one warning (see
-`verl_ext.filter_state`). RAFT++ is not an estimator of its own: it is ``raft`` weights with verl's
-``vanilla`` PPO-clip loss.
+replay-buffer sampler `verl_ext.sampler` (``filter_mode=drop``, the presets' default on verl >= 0.9) they never
+reach this function. Without the sampler (verl < 0.9, the legacy trainer, or no preset) that is "zero" mode,
+which the run announces once at config time (``hydra_plugins/minimal_rl_searchpath/filter_notice.py``).
+RAFT++ is not an estimator of its own: it is ``raft`` weights with verl's ``vanilla`` PPO-clip loss.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from minimal_rl.algorithms import compute_weights
 from minimal_rl.filtering import EmptySelectionWatch
 from minimal_rl.table import ALGORITHMS, ESTIMATOR_NAMES, check_host_sampling
 
-from .filter_state import filter_mode_in_effect
 from .options import read_options
 
 
@@ -55,9 +54,7 @@ def broadcast_weights(
         )
     check_host_sampling(estimator, "verl_ext")
     options = read_options(config)
-    # drop / refill happen in the v1 replay-buffer sampler; without it this warns once and means zero.
-    # Either way rejected samples get weight 0 here (after a drop, none of them are left in the batch).
-    zero_mode = filter_mode_in_effect(options.filter_mode) == "zero"
+    # Rejected samples get weight 0 here in every filter mode (after a drop, none of them are left in the batch).
     with torch.no_grad():
         result = compute_weights(
             token_level_rewards.sum(dim=-1),
@@ -68,9 +65,10 @@ def broadcast_weights(
             reward_mapping=options.reward_mapping,
             nan_policy=options.nan_policy,
         )
-        if zero_mode:  # the whole batch is here (with the sampler, it watches before the drop)
-            chosen = options.sample_filter or ALGORITHMS[estimator].sample_filter
-            _EMPTY_WATCH.observe(int(result.keep.sum()), result.scores, chosen, result.positive_threshold, "verl")
+        # In zero mode the whole batch is here; after the sampler's drop every row left is kept, so this watch stays
+        # quiet and the sampler's own watch (before the drop) speaks.
+        chosen = options.sample_filter or ALGORITHMS[estimator].sample_filter
+        _EMPTY_WATCH.observe(int(result.keep.sum()), result.scores, chosen, result.positive_threshold, "verl")
         weights = result.weights.to(device=response_mask.device, dtype=token_level_rewards.dtype)
         advantages = weights.unsqueeze(-1) * response_mask
     return advantages, advantages

@@ -23,8 +23,9 @@ CONFIG_KEY = "minimal_rl"  # algorithm.minimal_rl.*
 
 # What happens to the samples the sample filter rejects (docs/verl-filtering.md). "drop" (default) and
 # "refill" happen in the replay-buffer sampler (v1 trainer); "zero" keeps them in the batch with weight 0
-# (the released fork's behaviour). The estimators zero rejected weights in every mode; without the sampler,
-# drop/refill fall back to zero with one warning (`verl_ext.filter_state.filter_mode_in_effect`).
+# (the released fork's behaviour). The estimators zero rejected weights in every mode; where the sampler cannot
+# run (verl < 0.9, legacy trainer, no preset) the run is in zero mode and says so once at config time
+# (hydra_plugins/minimal_rl_searchpath/filter_notice.py).
 FILTER_MODES: tuple[str, ...] = ("drop", "refill", "zero")
 DEFAULT_FILTER_MODE = "drop"
 

@@ -1,6 +1,7 @@
 """EXPERIMENTAL: ``filter_mode=refill`` - rejected groups are replaced by fresh prompts, DAPO-style.
 
-The drop sampler (`verl_ext.sampler`) uses only verl's public ``sample()``. Refilling cannot: it has to tell verl's
+It shares the selection machinery of `verl_ext.selection` with the drop sampler (`verl_ext.sampler`, which
+builds this one for refill mode). The drop sampler uses only verl's public ``sample()``. Refilling cannot: it has to tell verl's
 replay buffer, while it waits for enough finished groups, which of them are rejected, so that verl evicts them
 and asks the trainer for new prompts. verl exposes that only through private methods of its buffer
 (``_dapo_filtered_keys``, ``_clear_groups``) and its metadata snapshot (``finished_keys``, ``partitions``), and
@@ -28,11 +29,9 @@ from packaging.version import Version
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.replay_buffer import FILTER_GROUPS_REWARD_METRIC, ReplayBuffer, ReplayBufferAsync
 
-from minimal_rl.metrics import PREFIX as METRIC_PREFIX
 from minimal_rl.table import SAMPLE_FILTERS
 
-from .filter_state import mark_sampler_active
-from .sampler import BatchSelection, SamplerSettings, SessionRecord, sequence_scores, sessions_of, uid_of
+from .selection import METRIC_PREFIX, BatchSelection, SamplerSettings, SessionRecord, sequence_scores, sessions_of, uid_of
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +130,6 @@ class _RefillMixin:
         self._refill_calls = 0
         self._refill_prompts = 0
         self._refill_batch_size: int | None = None
-        mark_sampler_active(settings.options.filter_mode)
         logger.warning(
             "minimal-rl sampler (EXPERIMENTAL refill): estimator=%s sample_filter=%s filter_mode=%s "
             "max_refill_batches=%d DAPO passthrough=%s",

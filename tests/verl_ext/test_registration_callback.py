@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from mrl_verl import needs_entry_points
 from omegaconf import OmegaConf
 
 from hydra_plugins.minimal_rl_searchpath.registration_check import (
@@ -54,6 +55,7 @@ def _run_app(tmp_path: Path, conf: Path, *overrides: str, env_update: dict | Non
     app.write_text(APP)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
+    env.pop("VERL_USE_EXTERNAL_MODULES", None)  # set in this process by the Hydra plugin on verl < 0.9
     env.update(env_update or {})
     cmd = [sys.executable, str(app), "--config-path", str(conf), "--config-name", "my_run",
            f"hydra.run.dir={tmp_path / 'run'}", *overrides]
@@ -68,6 +70,7 @@ def test_callback_is_a_hydra_callback():
         assert callable(getattr(RegistrationCheck(), hook))
 
 
+@needs_entry_points
 def test_hooks_refuse_with_system_exit(monkeypatch):
     """Direct calls: `check` raises the error, the hooks raise RegistrationRefused (exit status 1)."""
     import verl  # noqa: F401  (the check only applies inside a verl process)
@@ -94,6 +97,7 @@ def test_hydra_run_with_a_preset_has_no_callback_warning(tmp_path):
     assert HYDRA_CALLBACK_WARNING not in proc.stderr + proc.stdout
 
 
+@needs_entry_points
 def test_hydra_run_refused_by_the_callback_stops(tmp_path):
     """Plugins off and the estimator only in the config file: the callback must stop the job (before
     the fix Hydra printed a warning and ran it)."""

@@ -14,6 +14,9 @@ import pytest
 import torch
 
 pytest.importorskip("verl")
+from mrl_verl import skip_module_without_drop_sampler  # noqa: E402
+
+skip_module_without_drop_sampler()
 ray = pytest.importorskip("ray")
 tq = pytest.importorskip("transfer_queue")
 
@@ -26,8 +29,6 @@ from verl.workers.config import FSDPActorConfig  # noqa: E402
 
 from minimal_rl.algorithms import compute_weights  # noqa: E402
 from minimal_rl.metrics import HOST_NAMES, PREFIX  # noqa: E402
-from verl_ext import filter_state  # noqa: E402
-from verl_ext.filter_state import filter_mode_in_effect  # noqa: E402
 from verl_ext.options import GROUPED_VERL_ESTIMATORS  # noqa: E402
 from verl_ext.refill import RefillLimitError, check_verl_version  # noqa: E402
 from verl_ext.sampler import PADDING_ROW_TOKENS, MinimalRLSampler  # noqa: E402
@@ -201,7 +202,7 @@ def test_estimator_not_ours_filters_nothing():
 def test_all_rejected_step_keeps_a_zero_weight_placeholder(caplog):
     # Two all-wrong groups; the cheapest session (group 1, session 2: 2 tokens) is the placeholder.
     uids = put_groups([[0, 0, 0, 0], [0, 0, 0, 0]], lengths=[[9, 8, 7, 6], [5, 4, 2, 3]])
-    with caplog.at_level(logging.WARNING, logger="verl_ext.sampler"):
+    with caplog.at_level(logging.WARNING, logger="verl_ext.selection"):
         batch, metrics = make_sampler("raft").sample(global_steps=1, partition_id=PART, batch_size=2)
     assert batch.keys == [f"{uids[1]}_2_0"]
     assert stored_keys() == {f"{uids[1]}_2_0"}
@@ -337,18 +338,6 @@ def test_bad_options_fail_clearly():
     # verl's grpo would recompute its group baseline on the correct responses alone
     with pytest.raises(ValueError, match="drops single responses"):
         make_sampler("grpo", sample_filter="drop_wrong")
-
-
-def test_legacy_trainer_falls_back_to_zero_once(caplog):
-    filter_state.reset_for_tests()
-    with caplog.at_level(logging.WARNING, logger="verl_ext.filter_state"):
-        assert filter_mode_in_effect("drop") == "zero"
-        assert filter_mode_in_effect("refill") == "zero"
-        assert filter_mode_in_effect("zero") == "zero"
-    warnings = [r for r in caplog.records if "Falling back to filter_mode='zero'" in r.message]
-    assert len(warnings) == 1 and "token-mean denominator" in warnings[0].message
-    make_sampler("raft")  # building the sampler makes drop effective
-    assert filter_mode_in_effect("drop") == "drop"
 
 
 def test_token_mean_loss_after_drop_is_the_loss_on_kept_samples():
@@ -505,21 +494,21 @@ def test_no_rewards_at_sampling_time_means_nothing_is_dropped(caplog):
     tags = [{"status": "success", "prompt_len": 3, "response_len": 4, "seq_len": 7, "global_steps": 1} for _ in keys]
     tq.kv_batch_put(keys=keys, partition_id=PART, fields=list_of_dict_to_tensordict(fields), tags=tags)
     tq.kv_batch_put(keys=[uid], partition_id=PART, tags=[{"is_prompt": True, "status": "finished", "global_steps": 1}])
-    with caplog.at_level(logging.WARNING, logger="verl_ext.sampler"):
+    with caplog.at_level(logging.WARNING, logger="verl_ext.selection"):
         batch, metrics = make_sampler("raft").sample(global_steps=1, partition_id=PART, batch_size=1)
     assert set(batch.keys) == set(keys)
     assert metrics["sample_filter/unavailable"] == 1.0
     assert any("no rm_scores at sampling time" in r.message for r in caplog.records)
 
 
-def test_estimator_call_path_warns_once_without_the_sampler(caplog):
-    """The legacy trainer (use_v1=False) has no sampler hook: verl's compute_advantage -> our estimator
-    -> filter_mode_in_effect says so once, and the estimator zero-weights as before."""
+def test_estimator_zero_weights_without_the_sampler(caplog):
+    """Without the sampler (legacy trainer, verl < 0.9, no preset) verl's compute_advantage -> our estimator
+    zero-weights the rejected samples and says nothing at run time: the run said so at config time
+    (test_filter_notice.py), so no process-global state is needed."""
     import numpy as np
     from verl import DataProto
     from verl.trainer.ppo.ray_trainer import compute_advantage
 
-    filter_state.reset_for_tests()
     rewards = torch.zeros(4, 3)
     rewards[:, -1] = torch.tensor([1.0, 0.0, 0.0, 0.0])
     data = DataProto.from_dict(
@@ -527,10 +516,9 @@ def test_estimator_call_path_warns_once_without_the_sampler(caplog):
         non_tensors={"uid": np.array(["u"] * 4, dtype=object)},
     )
     config = OmegaConf.create({"minimal_rl": {"filter_mode": "drop"}})
-    with caplog.at_level(logging.WARNING, logger="verl_ext.filter_state"):
-        for _ in range(2):
-            out = compute_advantage(data, adv_estimator="raft", config=config)
-    assert [r for r in caplog.records if "Falling back to filter_mode='zero'" in r.message].__len__() == 1
+    with caplog.at_level(logging.WARNING):
+        out = compute_advantage(data, adv_estimator="raft", config=config)
+    assert not caplog.records
     torch.testing.assert_close(out.batch["advantages"][:, 0], torch.tensor([1.0, 0.0, 0.0, 0.0]))
 
 

@@ -12,7 +12,6 @@ import torch
 pytest.importorskip("verl")
 
 from minimal_rl.table import ALGORITHMS, ESTIMATOR_NAMES, preset_names  # noqa: E402
-from verl_ext import filter_state  # noqa: E402
 from verl_ext.options import MinimalRLOptions, sample_filter_in_effect  # noqa: E402
 
 REWARD_MODEL = [-1.6, -2.0, -4.2, -3.1, -2.5, -2.5, -2.5, -2.5, -1.9, -1.7, -3.3, -2.2]
@@ -34,13 +33,6 @@ def _estimator(name):
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
     return get_adv_estimator_fn(name)
-
-
-@pytest.fixture(autouse=True)
-def no_sampler():
-    filter_state.reset_for_tests()  # the estimators' zero-mode path (legacy trainer), announced once
-    yield
-    filter_state.reset_for_tests()
 
 
 @pytest.mark.parametrize("scores", [REWARD_MODEL, LENGTHS], ids=["reward_model", "length"])

@@ -2,8 +2,9 @@
 
 The worked example of the spec: n = 4 responses per prompt, one prompt for each number k = 0..4 of
 correct responses (the first k responses of group k are the correct ones). A fresh subprocess does a
-plain ``import verl`` (nothing of ours imported by hand: the ``verl.plugins`` entry point must do it)
-and calls verl's legacy ``ray_trainer.compute_advantage`` and the v1 trainer's
+plain ``import verl`` (nothing of ours imported by hand: on verl >= 0.9 the ``verl.plugins`` entry point
+must do it; on older verl ``VERL_USE_EXTERNAL_MODULES=verl_ext``, as the Hydra plugin sets it for the Ray
+workers) and calls verl's legacy ``ray_trainer.compute_advantage`` and, on verl >= 0.9, the v1 trainer's
 ``compute_advantage_for_multi_trajectories`` with our names.
 """
 
@@ -20,6 +21,7 @@ import pytest
 import torch
 
 from mrl_testing import HAND_WEIGHTS, K_CORRECT, NUM_GENERATIONS as N  # noqa: E402
+from mrl_verl import HAS_DROP_SAMPLER, LOADS_ENTRY_POINTS, SAMPLER_REASON  # noqa: E402
 
 from minimal_rl.table import ESTIMATOR_NAMES, host_can_sample  # noqa: E402
 
@@ -37,11 +39,14 @@ HAND_RAW_BINARY_REJ = {0: [0, 0, 0, 0], 1: [1, 0, 0, 0], 2: [1, 1, 0, 0], 3: [1,
 PROBE = r"""
 import json, sys
 import numpy as np, torch
-import verl  # loads the verl.plugins entry points: must register minimal-rl
+import verl  # loads the verl.plugins entry points (verl < 0.9: VERL_USE_EXTERNAL_MODULES): must register minimal-rl
 from omegaconf import OmegaConf
 from verl import DataProto
 from verl.trainer.ppo.ray_trainer import compute_advantage
-from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
+try:
+    from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
+except ImportError:  # verl < 0.9: no v1 trainer
+    compute_advantage_for_multi_trajectories = None
 
 spec = json.loads(sys.argv[1])
 lengths = spec["lengths"]
@@ -60,6 +65,11 @@ for fmt, (hi, lo) in {"signed": (1.0, -1.0), "binary": (1.0, 0.0)}.items():
             non_tensors={"uid": np.array(spec["uids"], dtype=object)},
         )
         legacy = compute_advantage(data, adv_estimator=name, num_repeat=4, config=config)
+        out[f"{fmt}/{name}/{json.dumps(block)}/legacy"] = {
+            "advantages": legacy.batch["advantages"].tolist(), "returns": legacy.batch["returns"].tolist(),
+        }
+        if compute_advantage_for_multi_trajectories is None:
+            continue
         keys = [f"{u}_0_{i}" for i, u in enumerate(spec["uids"])]
         v1 = compute_advantage_for_multi_trajectories(
             DataProto.from_dict(
@@ -68,10 +78,9 @@ for fmt, (hi, lo) in {"signed": (1.0, -1.0), "binary": (1.0, 0.0)}.items():
             ),
             batch_keys=keys, adv_estimator=name, num_repeat=4, config=config,
         )
-        for path, d in (("legacy", legacy), ("v1", v1)):
-            out[f"{fmt}/{name}/{json.dumps(block)}/{path}"] = {
-                "advantages": d.batch["advantages"].tolist(), "returns": d.batch["returns"].tolist(),
-            }
+        out[f"{fmt}/{name}/{json.dumps(block)}/v1"] = {
+            "advantages": v1.batch["advantages"].tolist(), "returns": v1.batch["returns"].tolist(),
+        }
 print("JSON" + json.dumps(out))
 """
 
@@ -101,6 +110,9 @@ def probe_results():
     runs = [[name, None] for name in HAND] + [["reinforce_rej", {"reward_mapping": "raw"}]]
     spec = {"uids": uids, "correct": correct, "lengths": lengths, "runs": runs}
     env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "auto", "OMP_NUM_THREADS": "1"}
+    env.pop("VERL_USE_EXTERNAL_MODULES", None)
+    if not LOADS_ENTRY_POINTS:  # what the Hydra plugin puts in the environment Ray's workers inherit
+        env["VERL_USE_EXTERNAL_MODULES"] = "verl_ext"
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(spec)], capture_output=True, text=True, env=env, timeout=300
     )
@@ -109,7 +121,9 @@ def probe_results():
     return json.loads(line[4:]), lengths, order
 
 
-@pytest.mark.parametrize("path", ["legacy", "v1"])
+@pytest.mark.parametrize(
+    "path", ["legacy", pytest.param("v1", marks=pytest.mark.skipif(not HAS_DROP_SAMPLER, reason=SAMPLER_REASON))]
+)
 @pytest.mark.parametrize("fmt", ["signed", "binary"])
 @pytest.mark.parametrize("name", list(HAND))
 def test_worked_example_through_verl(probe_results, name, fmt, path):
@@ -148,6 +162,9 @@ def _batch(scores, uids, T=5):
 
 def _estimator(name):
     import verl  # noqa: F401
+
+    if not LOADS_ENTRY_POINTS:
+        import verl_ext  # noqa: F401  (what VERL_USE_EXTERNAL_MODULES does in verl < 0.9's processes)
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
     return get_adv_estimator_fn(name)
@@ -223,6 +240,7 @@ def test_algo_config_dataclass_gives_defaults():
 
 def test_names_are_consistent():
     """Every name comes from the core's table: what verl has registered is exactly that list."""
+    _estimator("raft")
     import verl_ext
     from hydra_plugins.minimal_rl_searchpath import registration_check
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, POLICY_LOSS_REGISTRY

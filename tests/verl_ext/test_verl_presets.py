@@ -21,6 +21,8 @@ from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
 from hydra_plugins.minimal_rl_searchpath.registration_check import MinimalRLNotRegisteredError, RegistrationCheck
+from mrl_verl import HAS_DROP_SAMPLER, needs_drop_sampler, needs_entry_points
+from omegaconf import OmegaConf
 
 VERL_CONFIG_DIR = str(Path(verl.__file__).parent / "trainer" / "config")
 PRESET_DIR = Path(__file__).resolve().parents[2] / "verl_ext" / "config" / "minimal_rl"
@@ -69,14 +71,20 @@ def test_preset_composes_and_validates(preset):
     assert cfg.reward.custom_reward_function.name == "compute_score_async"
     assert dict(cfg.reward.custom_reward_function.reward_kwargs) == {"score_mapping": "signed", "report_unverified": True}
     assert dict(cfg.algorithm.minimal_rl) == {
-        "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "drop", "nan_policy": "wrong",
-        "sample_filter": None,
+        "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "drop" if HAS_DROP_SAMPLER else "zero",
+        "nan_policy": "wrong", "sample_filter": None,
     }
-    # the drop happens in the replay-buffer sampler the preset selects (docs/verl-filtering.md)
-    sampler = cfg.trainer.v1.sampler
-    assert sampler.custom_sampler.path == "pkg://verl_ext.sampler"
-    assert sampler.custom_sampler.name == "MinimalRLSampler"
-    assert sampler.sampler_kwargs.algorithm == estimator and sampler.sampler_kwargs.minimal_rl.filter_mode == "drop"
+    if HAS_DROP_SAMPLER:
+        # the drop happens in the replay-buffer sampler the preset selects (docs/verl-filtering.md)
+        sampler = cfg.trainer.v1.sampler
+        assert sampler.custom_sampler.path == "pkg://verl_ext.sampler"
+        assert sampler.custom_sampler.name == "MinimalRLSampler"
+        assert sampler.sampler_kwargs.algorithm == estimator and sampler.sampler_kwargs.minimal_rl.filter_mode == "drop"
+    else:
+        # no key verl < 0.9 would ignore: it has no v1 trainer, so the preset sets none of its keys
+        assert "v1" not in cfg.trainer and cfg.actor_rollout_ref.actor.use_dynamic_bsz is False
+    # every interpolation resolves (what `main_ppo --cfg job --resolve` and verl's TaskRunner do)
+    OmegaConf.to_container(cfg, resolve=True)
     # verl's own checks, as main_ppo runs them before starting Ray
     validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     assert need_critic(cfg) is False
@@ -118,6 +126,7 @@ def test_composed_algorithm_block_reaches_the_estimator():
     torch.testing.assert_close(out.batch["advantages"][:, 0], torch.tensor([1.0, 0.0, 0.0, 0.0]))
 
 
+@needs_drop_sampler
 def test_algo_config_dataclass_rejects_the_block():
     """Documented limitation: verl's AlgoConfig dataclass has no minimal_rl field, so converting
     config.algorithm with omega_conf_to_dataclass fails (verl 0.9.1's trainers never do this)."""
@@ -126,6 +135,7 @@ def test_algo_config_dataclass_rejects_the_block():
         omega_conf_to_dataclass(cfg.algorithm)
 
 
+@needs_entry_points
 def test_callback_refuses_when_plugins_are_disabled(monkeypatch):
     """`check` raises; the Hydra hooks turn it into a SystemExit (test_registration_callback.py)."""
     cfg = compose_preset("raft")
@@ -156,6 +166,7 @@ def test_bad_option_values_fail_before_the_run():
     check_overrides(["+minimal_rl=raft", "algorithm.minimal_rl.positive_threshold=0.5"])
 
 
+@needs_drop_sampler
 def test_filter_only_preset_keeps_the_users_estimator_and_loss():
     """+minimal_rl=sample_filter installs the dropping sampler and nothing else."""
     cfg = compose_preset("sample_filter", "algorithm.adv_estimator=grpo", "algorithm.minimal_rl.sample_filter=drop_all_wrong")
@@ -194,6 +205,7 @@ def compose_preset_free(*overrides: str):
 def _main_ppo(*args: str, env_update: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
+    env.pop("VERL_USE_EXTERNAL_MODULES", None)  # set in this process by the Hydra plugin on verl < 0.9
     env.update(env_update or {})
     return subprocess.run(
         [sys.executable, "-m", "verl.trainer.main_ppo", *args], capture_output=True, text=True, env=env, timeout=300
@@ -210,6 +222,7 @@ def test_main_ppo_cfg_job_prints_our_estimator(tmp_path):
     assert job["actor_rollout_ref"]["rollout"]["n"] == 4
 
 
+@needs_entry_points
 @pytest.mark.parametrize("args", [("algorithm.adv_estimator=reinforce_rej",), ("+minimal_rl=raft",)])
 def test_main_ppo_fails_early_with_the_fix_when_plugins_are_off(args):
     """With verl's plugin loading off, main_ppo stops at config composition (no Ray, no model) with
@@ -230,6 +243,7 @@ def test_failed_registration_is_logged_at_error_level():
         "try:\n    import verl_ext\nexcept ValueError:\n    pass\nelse:\n    raise SystemExit('no error')\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VERL_USE_EXTERNAL_PLUGINS": "none"}
+    env.pop("VERL_USE_EXTERNAL_MODULES", None)  # set in this process by the Hydra plugin on verl < 0.9
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ERROR" in proc.stderr and "minimal-rl: registering the verl estimators" in proc.stderr
@@ -258,6 +272,7 @@ def test_built_wheel_ships_presets_plugin_and_entry_point(tmp_path):
     wheel = next((tmp_path / "dist").glob("minimal_rl-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"verl_ext/config/minimal_rl/{p}.yaml" for p in (*preset_names(), "_base", "_sampler")} <= names
+    assert "verl_ext/config_v1/minimal_rl/sampler/drop.yaml" in names  # the sampler part (verl >= 0.9)
     assert not any(n.startswith(("tests/", "mrl_testing")) for n in names)  # test support never ships
     assert "hydra_plugins/minimal_rl_searchpath/searchpath.py" in names
     assert "hydra_plugins/__init__.py" not in names  # namespace package, shared with other plugins

@@ -39,9 +39,10 @@ SAMPLES_PER_PROMPT = 4  # the presets' rollout.n
 MAX_PROMPT_TOKENS = 16  # "<s><|user|>37+58=<|assistant|>" is 9 tokens (character tokenizer)
 MAX_RESPONSE_TOKENS = 16  # "\boxed{95}</s>" is 11; the warm-started model stops there
 
-# The messages verl prints when it falls back from dropping to zero-weighting, or when the Hydra
-# callback is not a proper Hydra Callback: the e2e asserts both are absent.
-ZERO_MODE_FALLBACK = "Falling back to filter_mode='zero'"
+# The messages a run prints when rejected samples cannot be dropped (minimal-rl's config-time notice,
+# hydra_plugins/minimal_rl_searchpath/filter_notice.py ZERO_MODE), or when the Hydra callback is not a
+# proper Hydra Callback: the preset runs assert both are absent.
+ZERO_MODE_FALLBACK = "filters in zero mode"
 HYDRA_CALLBACK_WARNING = re.compile(r"Callback RegistrationCheck\.\w+ raised")
 
 

@@ -1,0 +1,1 @@
+"""Presets that need verl >= 0.9 (the v1 trainer): on the config search path only there (hydra_plugins)."""
