@@ -27,12 +27,12 @@ from mrl_testing import (
 )
 
 from minimal_rl.metrics import HOST_NAMES, PREFIX, SHARED
-from minimal_rl.table import ALGORITHMS, host_can_sample
+from minimal_rl.table import ALGORITHMS
 
 # The weights through TRL must be the hand-computed ones of the worked example, for every algorithm the
-# trl_ext trainers compute weights for (GRPO keeps TRL's own advantages; Reinforce-Ada's rows are refused until
-# trl_ext samples adaptively: tests/trl_ext/test_trl_any_reward.py).
-WEIGHTED = sorted(name for name, spec in ALGORITHMS.items() if spec.family != "grpo" and host_can_sample(name, "trl_ext"))
+# trl_ext trainers compute weights for on a fixed group (GRPO keeps TRL's own advantages; Reinforce-Ada's rows sample
+# in rounds: tests/trl_ext/test_trl_adaptive.py).
+WEIGHTED = sorted(name for name, spec in ALGORITHMS.items() if spec.family != "grpo" and not spec.adaptive)
 
 
 def make_trainer(algorithm, tokenizer, output_dir, model=None, table=PROMPT_CORRECT, sample_filter=None, **overrides):

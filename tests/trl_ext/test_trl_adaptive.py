@@ -1,0 +1,196 @@
+"""Reinforce-Ada's adaptive sampling through the TRL trainers (trl_ext/adaptive.py): the kept responses and their
+advantages equal the core's `run_rounds` / `pool_baseline` on the same scores, uniform pools are dropped, the round
+metrics are logged, and a real `.train()` step moves the weights.
+
+The reward is a fixed table: each prompt's responses get the next scores of its list, in generation order, so the
+pools are known in advance. It logs each response's position in its pool (`log_extra`), so the kept rows can be
+traced back to the pool.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+
+from trl_ext import ReinforceRejConfig, build_trainer
+
+from mrl_testing import NUM_GENERATIONS, build_model, tiny_config
+
+from minimal_rl.adaptive import pool_baseline, run_rounds
+from minimal_rl.metrics import metric_key
+from minimal_rl.table import get_algorithm
+
+ROUND_REPEAT, MAX_ROUNDS = 4, 3
+# Scores of each prompt's pool in generation order, ROUND_REPEAT per round (1 correct, 0 wrong).
+POOLS = {
+    "A: 1+1=": [1, 0, 1, 0] + [1, 1, 1, 1] * 2,  # balanced: exits in round 1
+    "B: 2+2=": [1, 1, 1, 1] + [1, 0, 0, 1] + [0, 0, 0, 0],  # balanced: exits in round 2
+    "C: 3+3=": [0, 0, 0, 0] * 3,  # never: a uniform pool, dropped
+    "D: 4+4=": [0, 0, 0, 1] + [0, 0, 0, 0] * 2,  # balanced: never exits, keeps 1 correct + 3 wrong after round 3
+}
+
+
+def make_pool_reward(pools=POOLS):
+    drawn = {prompt: 0 for prompt in pools}
+
+    def pool_reward(prompts, completions, log_extra=None, **kwargs):
+        positions = []
+        for prompt in prompts:
+            positions.append(drawn[prompt])
+            drawn[prompt] += 1
+        if log_extra is not None:
+            log_extra("pool_position", positions)
+        return [float(pools[prompt][position]) for prompt, position in zip(prompts, positions)]
+
+    return pool_reward
+
+
+def make_trainer(algorithm, tokenizer, output_dir, pools=POOLS, **overrides):
+    values = dict(
+        per_device_train_batch_size=NUM_GENERATIONS * len(pools), round_repeat=ROUND_REPEAT, max_rounds=MAX_ROUNDS,
+        loss_type="dapo",
+    )
+    values.update(overrides)
+    trainer = build_trainer(
+        algorithm, build_model(tokenizer), make_pool_reward(pools), config=tiny_config(dict, output_dir, **values),
+        train_dataset=Dataset.from_dict({"prompt": list(pools)}), processing_class=tokenizer,
+    )
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.model.train()
+    return trainer
+
+
+def core_expectation(algorithm, pools=POOLS):
+    """The core's rounds on the same pools: kept positions and advantages per prompt (None: a dropped pool)."""
+    drawn = {prompt: 0 for prompt in pools}
+    names = list(pools)
+
+    def sample_round(active, repeat):
+        out = []
+        for i in active:
+            start = drawn[names[i]]
+            drawn[names[i]] += repeat
+            out.append([bool(s) for s in pools[names[i]][start:start + repeat]])
+        return out
+
+    rounds = run_rounds(sample_round, len(names), NUM_GENERATIONS, get_algorithm(algorithm).exit_rule,
+                        MAX_ROUNDS, ROUND_REPEAT)
+    expected = []
+    for name, pool in zip(names, rounds.pools):
+        generated = torch.tensor([float(s) for s in pools[name][:len(pool.correct)]])
+        advantages = None if pool.uniform else pool_baseline(generated[pool.kept], generated).tolist()
+        expected.append((pool.kept, advantages))
+    return rounds, expected
+
+
+@pytest.mark.parametrize("algorithm", ["reinforce_ada_balance", "reinforce_ada_pos"])
+def test_kept_rows_and_advantages_are_the_cores(tmp_path, tiny_tokenizer, algorithm):
+    trainer = make_trainer(algorithm, tiny_tokenizer, tmp_path)
+    torch.manual_seed(0)
+    batch = trainer._generate_and_score_completions([{"prompt": p} for p in POOLS for _ in range(NUM_GENERATIONS)])
+    rounds, expected = core_expectation(algorithm)
+
+    n = NUM_GENERATIONS
+    assert batch["completion_ids"].size(0) == n * len(POOLS)
+    positions = list(trainer._logs["extra"]["pool_position"])
+    kept_rows = batch["tool_mask"].any(dim=1).tolist()
+    for i, (kept_positions, advantages) in enumerate(expected):
+        rows = slice(i * n, (i + 1) * n)
+        assert positions[rows] == kept_positions
+        if advantages is None:  # uniform pool: dropped by drop_uniform
+            assert kept_rows[rows] == [False] * n
+            assert batch["advantages"][rows].tolist() == [0.0] * n
+        else:
+            assert kept_rows[rows] == [True] * n
+            assert batch["advantages"][rows].tolist() == pytest.approx(advantages)
+    if algorithm == "reinforce_ada_balance":  # the pools exercise every path: exit in round 1, round 2, never
+        assert [p.exit_round for p in rounds.pools] == [1, 2, None, None]
+        assert expected[3][1] == pytest.approx([-1 / 12] * 3 + [1 - 1 / 12])  # the baseline is the pool's 1/12
+    else:  # B's first round is all correct: it exits with a signal for Ada-pos, but its pool is uniform
+        assert [p.exit_round for p in rounds.pools] == [1, 1, None, 1]
+
+    metrics = trainer._metrics["train"]
+    for name, value in rounds.metrics().items():
+        assert metrics[metric_key(name)] == [pytest.approx(value)], name
+    generated = sum(len(p.correct) for p in rounds.pools)
+    mixed = sum(advantages is not None for _, advantages in expected)
+    assert mixed == {"reinforce_ada_balance": 3, "reinforce_ada_pos": 2}[algorithm]
+    assert metrics[metric_key("generated_per_kept")] == [pytest.approx(generated / (mixed * n))]
+    assert metrics[metric_key("uniform_pools_frac")] == [1 - mixed / len(POOLS)]
+    assert metrics[metric_key("samples_kept")] == [mixed * n]
+
+
+def test_the_reward_functions_score_each_response_once(tmp_path, tiny_tokenizer):
+    calls = []
+    reward = make_pool_reward()
+
+    def counting_reward(prompts, completions, **kwargs):
+        calls.append(len(prompts))
+        return reward(prompts, completions, **kwargs)
+
+    trainer = build_trainer(
+        "reinforce_ada_balance", build_model(tiny_tokenizer), counting_reward,
+        config=tiny_config(dict, tmp_path, per_device_train_batch_size=16, round_repeat=4, max_rounds=3,
+                           loss_type="dapo"),
+        train_dataset=Dataset.from_dict({"prompt": list(POOLS)}), processing_class=tiny_tokenizer,
+    )
+    trainer.model.train()
+    trainer._generate_and_score_completions([{"prompt": p} for p in POOLS for _ in range(NUM_GENERATIONS)])
+    assert calls == [16, 12, 8]  # round 1: 4 prompts, round 2: B, C, D, round 3: C, D
+
+
+def test_a_train_step_moves_the_weights_and_logs_the_round_metrics(tmp_path, tiny_tokenizer):
+    trainer = make_trainer("reinforce_ada_balance", tiny_tokenizer, tmp_path, max_steps=1)
+    before = copy.deepcopy(trainer.model.state_dict())
+    trainer.train()
+    moved = [name for name, value in trainer.model.state_dict().items() if not torch.equal(value, before[name])]
+    assert moved
+    logged = trainer.state.log_history[0]
+    assert logged[metric_key("rounds")] == 3.0
+    assert logged[metric_key("active_prompts/round_1")] == 4.0
+    assert logged[metric_key("active_prompts/round_3")] == 2.0
+    assert logged[metric_key("exited_with_signal_frac")] == 0.5
+
+
+def test_settings_the_rounds_cannot_honour_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="round_repeat=2 must be >= num_generations=4"):
+        tiny_config(ReinforceRejConfig, tmp_path, algorithm="reinforce_ada_pos", round_repeat=2, loss_type="dapo")
+    with pytest.raises(ValueError, match="apply to adaptive sampling only"):
+        tiny_config(ReinforceRejConfig, tmp_path, algorithm="reinforce_rej", max_rounds=2, loss_type="dapo")
+    with pytest.raises(ValueError, match="max_rounds must be >= 1"):
+        tiny_config(ReinforceRejConfig, tmp_path, algorithm="reinforce_ada_pos", max_rounds=0, loss_type="dapo")
+
+
+def test_vllm_is_refused_with_adaptive_sampling(tmp_path, tiny_tokenizer, monkeypatch):
+    from trl_ext import adaptive
+
+    class Fake:
+        args = type("A", (), {"use_vllm": True, "algorithm": "reinforce_ada_pos"})()
+        accelerator = type("Acc", (), {"num_processes": 2})()
+        rollout_func, tools, environment_factories = None, None, None
+
+    with pytest.raises(ValueError, match="one process with transformers generation only.*more than one process.*use_vllm"):
+        adaptive.check_adaptive_supported(Fake())
+
+
+def test_hard_drop_gives_the_masked_gradient(tmp_path, tiny_tokenizer):
+    model = build_model(tiny_tokenizer)
+    batches, gradients = {}, {}
+    for hard_drop in (False, True):
+        trainer = make_trainer("reinforce_ada_balance", tiny_tokenizer, tmp_path / str(hard_drop), hard_drop=hard_drop)
+        trainer.model.load_state_dict(model.state_dict())
+        torch.manual_seed(3)
+        batch = trainer._generate_and_score_completions([{"prompt": p} for p in POOLS for _ in range(NUM_GENERATIONS)])
+        trainer.model.zero_grad()
+        trainer.compute_loss(trainer.model, batch).backward()
+        batches[hard_drop] = batch
+        gradients[hard_drop] = {k: p.grad.clone() for k, p in trainer.model.named_parameters() if p.grad is not None}
+    assert batches[True]["completion_ids"].size(0) == 3 * NUM_GENERATIONS  # the uniform pool's rows are gone
+    assert batches[True]["num_items_in_batch"] == batches[False]["num_items_in_batch"]
+    assert gradients[False].keys() == gradients[True].keys()
+    assert any(float(grad.abs().max()) > 0 for grad in gradients[False].values())
+    for name, grad in gradients[False].items():
+        torch.testing.assert_close(grad, gradients[True][name], rtol=1e-4, atol=1e-7, msg=name)
