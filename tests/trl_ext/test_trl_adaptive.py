@@ -20,7 +20,7 @@ from trl_ext import ReinforceRejConfig, build_trainer
 from mrl_testing import NUM_GENERATIONS, build_model, tiny_config
 
 from minimal_rl.adaptive import pool_baseline, run_rounds
-from minimal_rl.metrics import metric_key
+from minimal_rl.metrics import ADAPTIVE, PREFIX, SHARED, metric_key
 from minimal_rl.table import get_algorithm
 
 ROUND_REPEAT, MAX_ROUNDS = 4, 3
@@ -121,6 +121,9 @@ def test_kept_rows_and_advantages_are_the_cores(tmp_path, tiny_tokenizer, algori
     assert metrics[metric_key("generated_per_kept")] == [pytest.approx(generated / (mixed * n))]
     assert metrics[metric_key("uniform_pools_frac")] == [1 - mixed / len(POOLS)]
     assert metrics[metric_key("samples_kept")] == [mixed * n]
+    ours = {k.removeprefix(PREFIX) for k in metrics if k.startswith(PREFIX)}
+    rounds_run = {f"active_prompts/round_{k}" for k in range(1, len(rounds.active_per_round) + 1)}
+    assert ours == (set(SHARED) | set(ADAPTIVE) | rounds_run) - {"active_prompts/round_{k}"}
 
 
 def test_the_reward_functions_score_each_response_once(tmp_path, tiny_tokenizer):
