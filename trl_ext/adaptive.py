@@ -9,7 +9,8 @@ per prompt are kept by the spec's rules, handed to the rest of GRPOTrainer's `_g
 (log-probs, KL, the loss) in the same layout as a fixed group, and weighted with the pool baseline
 (`minimal_rl.adaptive.pool_baseline`). Uniform pools are left to the sample filter (``drop_uniform``).
 
-Supported: one process, transformers generation, plain (non-tool, non-multimodal) prompts. The rest is refused at
+Supported: any number of processes (every rank sees every pool and runs the same rounds), transformers
+generation, plain (non-tool, non-multimodal) prompts. The rest is refused at
 construction (`check_adaptive_supported`), never ignored.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+from accelerate.utils import gather_object
 
 from minimal_rl.adaptive import AdaptiveRounds, pool_baseline, run_rounds
 from minimal_rl.algorithms import correctness
@@ -30,11 +32,6 @@ def check_adaptive_supported(trainer: Any) -> None:
     """Raise ValueError for what trl_ext's adaptive sampling does not do (yet), naming it."""
     args, algorithm = trainer.args, trainer.args.algorithm
     missing = []
-    if trainer.accelerator.num_processes > 1:
-        missing.append(
-            f"more than one process ({trainer.accelerator.num_processes}): every rank would need to run the same "
-            "number of rounds over the same prompts' pools, which trl_ext does not do yet"
-        )
     if args.use_vllm:
         missing.append("use_vllm=True: only transformers generation is tested with adaptive rounds")
     if trainer.rollout_func is not None:
@@ -43,8 +40,8 @@ def check_adaptive_supported(trainer: Any) -> None:
         missing.append("tools or environments")
     if missing:
         raise ValueError(
-            f"{algorithm!r} samples adaptively (Reinforce-Ada's rounds), which trl_ext supports on one process with "
-            f"transformers generation only; not with: {'; '.join(missing)}. Use 'reinforce_rej' (fixed groups, "
+            f"{algorithm!r} samples adaptively (Reinforce-Ada's rounds), which trl_ext supports with transformers "
+            f"generation only; not with: {'; '.join(missing)}. Use 'reinforce_rej' (fixed groups, "
             "uniform groups dropped) for those setups."
         )
 
@@ -72,6 +69,11 @@ class _Response:
     extra: dict[str, Any]
 
 
+def _share(values: list, num_processes: int) -> list:
+    """Every rank's list, concatenated in rank order (the identity on one process)."""
+    return gather_object(values) if num_processes > 1 else list(values)
+
+
 def sample_adaptively(
     trainer: Any,
     inputs: list[dict[str, Any]],
@@ -82,10 +84,18 @@ def sample_adaptively(
     """Run the rounds for a generation batch whose rows hold each prompt n times in a row (TRL's RepeatSampler).
 
     ``generate(prompts)`` is GRPOTrainer's `_generate` and ``score(inputs, prompts, completions, completion_ids)``
-    its `_calculate_rewards` (one row per response).
+    its `_calculate_rewards` (one row per response; it returns the rewards of every process). With several
+    processes every rank sees the whole batch's prompts and every pool: each round's responses are dealt out evenly
+    over the ranks (the last rank's share topped up with copies of the last row, generated and scored but not
+    pooled, so every rank makes the same collective calls), then gathered, so every rank decides the same exits and
+    runs the same number of rounds. Returns this rank's rows (its part of the kept ones, in the layout of its
+    input rows) and the rewards and advantages of every rank's rows, as GRPOTrainer's own gathered ones.
     """
     args = trainer.args
     n = trainer.num_generations
+    num_processes, rank = trainer.accelerator.num_processes, trainer.accelerator.process_index
+    local_rows = len(prompts)
+    inputs, prompts = _share(list(inputs), num_processes), _share(list(prompts), num_processes)
     if len(prompts) % n:
         raise ValueError(f"adaptive sampling: {len(prompts)} rows is not a multiple of num_generations={n}")
     unique_inputs = inputs[::n]
@@ -98,18 +108,28 @@ def sample_adaptively(
     pending_extra = trainer._pending_extra_logs
 
     def sample_round(active: list[int], repeat: int) -> list[list[bool]]:
-        round_inputs = [unique_inputs[i] for i in active for _ in range(repeat)]
-        round_prompts = [unique_prompts[i] for i in active for _ in range(repeat)]
-        prompt_ids, completion_ids, _, completions, logprobs, _, _, _ = generate(round_prompts)
-        rewards_per_func = score(round_inputs, round_prompts, completions, completion_ids).detach().cpu()
+        owners = [i for i in active for _ in range(repeat)]  # the prompt of each of the round's rows
+        share = -(-len(owners) // num_processes)
+        padded = owners + [owners[-1]] * (share * num_processes - len(owners))
+        mine = padded[rank * share:(rank + 1) * share]
+        local_prompts = [unique_prompts[i] for i in mine]
+        prompt_ids, completion_ids, _, completions, logprobs, _, _, _ = generate(local_prompts)
+        rewards_per_func = score([unique_inputs[i] for i in mine], local_prompts, completions, completion_ids)
+        rewards_per_func = rewards_per_func.detach().cpu()[: len(owners)]
+        prompt_ids = _share(list(prompt_ids), num_processes)
+        completion_ids = _share(list(completion_ids), num_processes)
+        completions = _share(list(completions), num_processes)
+        if logprobs is not None:
+            logprobs = _share(list(logprobs), num_processes)
+        extra = {column: _share(list(pending_extra.get(column, [None] * share)), num_processes)
+                 for column in sorted(set(_share(list(pending_extra), num_processes)))}
+        pending_extra.clear()
         scores = trainer._scores_from_rewards(rewards_per_func).float()
         threshold = resolve_threshold(
             scores, args.positive_threshold, spec, args.sample_filter_in_effect, args.reward_mapping
         )
         correct = correctness(scores, threshold)
         values = correct.float() if args.reward_mapping == "signed" else torch.nan_to_num(scores)
-        extra = {column: list(values_) for column, values_ in pending_extra.items()}
-        pending_extra.clear()
         out = []
         for slot, prompt in enumerate(active):
             rows = range(slot * repeat, (slot + 1) * repeat)
@@ -132,13 +152,14 @@ def sample_adaptively(
         chosen = [pool[position] for position in outcome.kept]
         kept.extend(chosen)
         advantages.append(pool_baseline(torch.tensor([r.value for r in chosen]), torch.tensor([r.value for r in pool])))
+    local = kept[rank * local_rows:(rank + 1) * local_rows]  # this rank's rows, as it received them
     columns = sorted({column for r in kept for column in r.extra})
     generation = (
-        [r.prompt_ids for r in kept],
-        [r.completion_ids for r in kept],
+        [r.prompt_ids for r in local],
+        [r.completion_ids for r in local],
         None,
-        [r.completion for r in kept],
-        [r.logprobs for r in kept] if all(r.logprobs is not None for r in kept) else None,
+        [r.completion for r in local],
+        [r.logprobs for r in local] if all(r.logprobs is not None for r in local) else None,
         {},
         None,
         [],
@@ -148,5 +169,5 @@ def sample_adaptively(
         rewards_per_func=torch.stack([r.rewards for r in kept]),
         advantages=torch.cat(advantages),
         rounds=rounds,
-        extra_logs={column: [r.extra.get(column) for r in kept] for column in columns},
+        extra_logs={column: [r.extra.get(column) for r in local] for column in columns},
     )
