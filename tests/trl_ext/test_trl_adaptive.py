@@ -141,3 +141,13 @@ def test_hard_drop_gives_the_masked_gradient(tmp_path, tiny_tokenizer):
     assert any(float(grad.abs().max()) > 0 for grad in gradients[False].values())
     for name, grad in gradients[False].items():
         torch.testing.assert_close(grad, gradients[True][name], rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_evaluation_samples_a_fixed_group(tmp_path, tiny_tokenizer):
+    """Evaluation generates num_generations_eval responses per prompt as GRPOTrainer does (no rounds): the pool is the
+    group."""
+    trainer = make_trainer("reinforce_ada_balance", tiny_tokenizer, tmp_path)
+    trainer.model.eval()
+    batch = trainer._generate_and_score_completions([{"prompt": p} for p in POOLS for _ in range(NUM_GENERATIONS)])
+    assert trainer.reward_funcs[0].calls == [16]
+    assert batch["completion_ids"].size(0) == 16 and metric_key("rounds") not in trainer._metrics["eval"]
