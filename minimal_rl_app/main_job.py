@@ -46,7 +46,7 @@ def parse_run_name(name: str) -> tuple[str, str | None]:
     algorithm, _, sample_filter = name.partition("+")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
-    check_host_sampling(algorithm, "trl_ext")  # Reinforce-Ada's rows: say what is missing
+    check_host_sampling(algorithm, "trl_ext")  # a row trl_ext cannot sample: say what is missing
     if sample_filter and sample_filter not in SAMPLE_FILTERS:
         raise ValueError(f"unknown sample filter {sample_filter!r} in {name!r}; choose one of: {', '.join(SAMPLE_FILTERS)}")
     return algorithm, sample_filter or None
@@ -84,7 +84,7 @@ class TrainSettings:
         return run_name(self.algorithm, self.sample_filter)
 
     def __post_init__(self) -> None:
-        check_host_sampling(self.algorithm, "trl_ext")  # Reinforce-Ada's rows: say what is missing
+        check_host_sampling(self.algorithm, "trl_ext")  # a row trl_ext cannot sample: say what is missing
         if self.algorithm not in TRAINABLE:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of: {', '.join(TRAINABLE)}")
         if self.sample_filter is not None and self.sample_filter not in SAMPLE_FILTERS:

@@ -20,10 +20,10 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from minimal_rl.algorithms import REWARD_MAPPINGS, compute_weights
-from minimal_rl.metrics import PREFIX as METRIC_PREFIX
-from minimal_rl.metrics import metric_key
 from minimal_rl.adaptive import DEFAULT_MAX_ROUNDS, DEFAULT_ROUND_REPEAT
 from minimal_rl.filtering import EmptySelectionWatch
+from minimal_rl.metrics import PREFIX as METRIC_PREFIX
+from minimal_rl.metrics import metric_key
 from minimal_rl.table import (
     SAMPLE_FILTERS,
     algorithms_of,
