@@ -11,6 +11,8 @@ name does ("minimal"), which is why the prefix is ``sample_filter/`` (``minimal_
 
 from __future__ import annotations
 
+import re
+
 PREFIX = "sample_filter/"
 
 # Logged by both plugins: `minimal_rl.algorithms.WeightResult.metrics`, measured over everything generated.
@@ -49,12 +51,22 @@ TRL_ONLY = {
     "filler_rows": "zero-loss filler rows over all ranks",
 }
 
-METRICS = {**SHARED, **VERL_ONLY, **TRL_ONLY}
-HOST_NAMES = {"verl": frozenset({*SHARED, *VERL_ONLY}), "trl": frozenset({*SHARED, *TRL_ONLY})}
+# Logged for Reinforce-Ada's adaptive sampling (`minimal_rl.adaptive.AdaptiveRounds.metrics`), by the TRL trainers.
+ADAPTIVE = {
+    "rounds": "sampling rounds the batch used (1 to max_rounds)",
+    "active_prompts/round_{k}": "prompts still being sampled in round k (one name per round run: round_1, round_2, ...)",
+    "generated_per_kept": "responses generated / responses kept for the update (uniform pools keep none)",
+    "exited_with_signal_frac": "fraction of prompts whose pool met the exit rule within max_rounds",
+    "uniform_pools_frac": "fraction of prompts whose whole pool is one kind (no signal: drop_uniform drops them)",
+}
+PER_ROUND = re.compile(r"active_prompts/round_[1-9][0-9]*")  # the names "active_prompts/round_{k}" stands for
+
+METRICS = {**SHARED, **VERL_ONLY, **TRL_ONLY, **ADAPTIVE}
+HOST_NAMES = {"verl": frozenset({*SHARED, *VERL_ONLY}), "trl": frozenset({*SHARED, *TRL_ONLY, *ADAPTIVE})}
 
 
 def metric_key(name: str) -> str:
     """The logged key of one metric name, e.g. ``sample_filter/samples_kept``."""
-    if name not in METRICS:
+    if name not in METRICS and not PER_ROUND.fullmatch(name):
         raise KeyError(f"unknown minimal-rl metric {name!r}; choose one of: {', '.join(METRICS)}")
     return PREFIX + name

@@ -98,7 +98,7 @@ EXIT_RULES: Mapping[str, str] = MappingProxyType(
     }
 )
 # The hosts (adapter packages) that can sample adaptively; the others refuse the rows with an exit rule.
-ADAPTIVE_SAMPLING_HOSTS: frozenset[str] = frozenset()
+ADAPTIVE_SAMPLING_HOSTS: frozenset[str] = frozenset({"trl_ext"})
 
 # --------------------------------------------------------------------------------------------
 # Algorithms

@@ -46,7 +46,7 @@ def parse_run_name(name: str) -> tuple[str, str | None]:
     algorithm, _, sample_filter = name.partition("+")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
-    check_host_sampling(algorithm, "trl_ext")  # Reinforce-Ada's rows: say what is missing
+    check_host_sampling(algorithm, "trl_ext")  # a row trl_ext cannot sample: say what is missing
     if sample_filter and sample_filter not in SAMPLE_FILTERS:
         raise ValueError(f"unknown sample filter {sample_filter!r} in {name!r}; choose one of: {', '.join(SAMPLE_FILTERS)}")
     return algorithm, sample_filter or None
@@ -84,7 +84,7 @@ class TrainSettings:
         return run_name(self.algorithm, self.sample_filter)
 
     def __post_init__(self) -> None:
-        check_host_sampling(self.algorithm, "trl_ext")  # Reinforce-Ada's rows: say what is missing
+        check_host_sampling(self.algorithm, "trl_ext")  # a row trl_ext cannot sample: say what is missing
         if self.algorithm not in TRAINABLE:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; choose one of: {', '.join(TRAINABLE)}")
         if self.sample_filter is not None and self.sample_filter not in SAMPLE_FILTERS:
@@ -116,10 +116,16 @@ class RecordingReward:
 
     def __init__(self) -> None:
         self.last_scores: list[float] = []
+        self._step: int | None = None
 
-    def __call__(self, completions: list[Any], answer: list[Any], **kwargs: Any) -> list[float]:
+    def __call__(self, completions: list[Any], answer: list[Any], trainer_state: Any = None, **kwargs: Any) -> list[float]:
         scores = math_verify_reward(completions, answer)
-        self.last_scores = list(scores)
+        step = getattr(trainer_state, "global_step", None)
+        if step is not None and step == self._step:  # another of Reinforce-Ada's rounds for the same batch
+            self.last_scores.extend(scores)
+        else:
+            self.last_scores = list(scores)
+        self._step = step
         return scores
 
 
@@ -138,6 +144,7 @@ def build_run_trainer(
     import torch
     from transformers.trainer_callback import PrinterCallback
 
+    from minimal_rl.adaptive import DEFAULT_ROUND_REPEAT
     from trl_ext import build_trainer as build_trl_trainer
 
     config = dict(
@@ -172,6 +179,8 @@ def build_run_trainer(
     )
     if (settings.sample_filter or ALGORITHMS[settings.algorithm].sample_filter) != "none":
         config["hard_drop"] = settings.hard_drop
+    if ALGORITHMS[settings.algorithm].adaptive:  # the released round size, or n when more are kept per prompt
+        config["round_repeat"] = max(DEFAULT_ROUND_REPEAT, settings.num_generations)
     config.update(extra_config or {})
     trainer = build_trl_trainer(
         settings.algorithm,

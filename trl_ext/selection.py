@@ -10,6 +10,7 @@ checkpoints are GRPOTrainer's own. No group statistic is computed here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,9 +20,10 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from minimal_rl.algorithms import REWARD_MAPPINGS, compute_weights
-from minimal_rl.metrics import PREFIX as METRIC_PREFIX
-from minimal_rl.table import SAMPLE_FILTERS, algorithms_of, check_filter_fits, get_algorithm, get_sample_filter
+from minimal_rl.adaptive import DEFAULT_MAX_ROUNDS, DEFAULT_ROUND_REPEAT
 from minimal_rl.filtering import EmptySelectionWatch
+from minimal_rl.metrics import PREFIX as METRIC_PREFIX
+from minimal_rl.metrics import metric_key
 from minimal_rl.table import (
     SAMPLE_FILTERS,
     algorithms_of,
@@ -31,6 +33,7 @@ from minimal_rl.table import (
     get_sample_filter,
 )
 
+from .adaptive import AdaptiveBatch, check_adaptive_supported, sample_adaptively
 from .hard_drop import LOSS_MASK_KEY, drop_rejected_rows
 from .version import check_liger_path, check_trl_runs_on
 
@@ -98,6 +101,17 @@ class SampleSelectionConfig(GRPOConfig):
             "their compute. Same gradient either way."
         },
     )
+    max_rounds: int = field(
+        default=DEFAULT_MAX_ROUNDS,
+        metadata={"help": "Reinforce-Ada only: the most sampling rounds per batch (released default 4)."},
+    )
+    round_repeat: int = field(
+        default=DEFAULT_ROUND_REPEAT,
+        metadata={
+            "help": "Reinforce-Ada only: new responses per still-active prompt and round (released default 8); at "
+            "least num_generations, the responses kept per prompt."
+        },
+    )
 
     algorithm: str = field(
         default="grpo",
@@ -138,6 +152,28 @@ class SampleSelectionConfig(GRPOConfig):
             )
         if self.hard_drop and not self.drops_samples:
             logger.warning("hard_drop=True has no effect: sample filter 'none' keeps every sample")
+        self._check_rounds()
+
+    @property
+    def samples_adaptively(self) -> bool:
+        """Whether training batches are sampled in Reinforce-Ada's rounds (the algorithm has an exit rule)."""
+        return get_algorithm(self.algorithm).adaptive
+
+    def _check_rounds(self) -> None:
+        if not self.samples_adaptively:
+            if (self.max_rounds, self.round_repeat) != (DEFAULT_MAX_ROUNDS, DEFAULT_ROUND_REPEAT):
+                raise ValueError(
+                    f"max_rounds and round_repeat apply to adaptive sampling only (reinforce_ada_balance, "
+                    f"reinforce_ada_pos); {self.algorithm!r} samples a fixed group of num_generations responses"
+                )
+            return
+        if self.max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, got {self.max_rounds}")
+        if self.num_generations is None or self.round_repeat < self.num_generations:
+            raise ValueError(
+                f"round_repeat={self.round_repeat} must be >= num_generations={self.num_generations}: every prompt "
+                "keeps num_generations responses of its pool, so its first round must already give that many"
+            )
 
 
 @dataclass
@@ -196,7 +232,10 @@ class SampleSelectionTrainer(GRPOTrainer):
         prompt's group whole even when it straddles ranks (the return value is unchanged);
       - `_generate_and_score_completions`: after GRPOTrainer's own, computes the keep mask (and the weights) with
         `minimal_rl.algorithms.compute_weights`, zeroes the loss mask of rejected samples (or removes them with
-        `hard_drop=True`), recounts `num_items_in_batch` over the kept tokens, and logs `sample_filter/*` metrics.
+        `hard_drop=True`), recounts `num_items_in_batch` over the kept tokens, and logs `sample_filter/*` metrics;
+      - `_generate` (Reinforce-Ada's rows only, training): samples the batch's prompts in rounds through
+        GRPOTrainer's own `_generate` and `_calculate_rewards` (`trl_ext.adaptive`) and returns the n kept
+        responses per prompt; their rewards come from the rounds and their weights from the whole pool.
     """
 
     config_class: type[SampleSelectionConfig] = SampleSelectionConfig
@@ -224,9 +263,29 @@ class SampleSelectionTrainer(GRPOTrainer):
             )
         self._gathered_rewards_per_func: torch.Tensor | None = None
         self._empty_watch = EmptySelectionWatch()  # says loudly when the filter keeps nothing for several steps
+        self._adaptive_inputs: list | None = None  # the generation batch's rows while its rounds run
+        self._adaptive_batch: AdaptiveBatch | None = None
+        if args.samples_adaptively:
+            check_adaptive_supported(self)
+
+    def _generate(self, prompts):
+        if self._adaptive_inputs is None:
+            return super()._generate(prompts)
+        batch = sample_adaptively(
+            self, self._adaptive_inputs, prompts,
+            generate=super()._generate,
+            score=super()._calculate_rewards,
+        )
+        self._adaptive_batch = batch
+        for column, values in batch.extra_logs.items():
+            self._pending_extra_logs[column] = values
+        return batch.generation
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self._adaptive_batch is not None:  # scored during the rounds: reward functions are not called twice
+            rewards_per_func = self._adaptive_batch.rewards_per_func.to(self.accelerator.device)
+        else:
+            rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._gathered_rewards_per_func = rewards_per_func
         return rewards_per_func
 
@@ -238,8 +297,12 @@ class SampleSelectionTrainer(GRPOTrainer):
         return scores
 
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
+        self._adaptive_inputs = inputs if mode == "train" and self.args.samples_adaptively else None
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            adaptive, self._adaptive_inputs, self._adaptive_batch = self._adaptive_batch, None, None
         rewards_per_func, self._gathered_rewards_per_func = self._gathered_rewards_per_func, None
         if rewards_per_func is None:
             raise RuntimeError("GRPOTrainer did not compute rewards through _calculate_rewards (TRL changed?)")
@@ -253,6 +316,11 @@ class SampleSelectionTrainer(GRPOTrainer):
             positive_threshold=args.positive_threshold,
             reward_mapping=args.reward_mapping,
         )
+        if adaptive is not None:  # Reinforce-Ada: the baseline is the whole pool's, not the n kept responses'
+            weights = torch.where(result.keep, adaptive.advantages.to(result.weights.dtype), torch.zeros_like(result.weights))
+            result = dataclasses.replace(result, weights=weights)
+            for name, value in adaptive.rounds.metrics().items():
+                self._metrics[mode][metric_key(name)].append(value)
         device = output["advantages"].device
         local_rows = output["completion_ids"].size(0)
         rank_rows = slice(self.accelerator.process_index * local_rows, (self.accelerator.process_index + 1) * local_rows)

@@ -38,7 +38,7 @@ REPORT_TO = ("none", "tensorboard", "wandb", "all")
 
 
 def trainable_algorithm(algorithm: str) -> str:
-    """argparse type: an algorithm trl_ext can sample for (Reinforce-Ada's rows are refused, naming what is missing);
+    """argparse type: an algorithm trl_ext can sample for (one it cannot sample is refused, naming what is missing);
     unknown names are left to ``choices``."""
     from minimal_rl.table import check_host_sampling
 

@@ -13,7 +13,7 @@ import argparse
 from minimal_rl.table import ALGORITHMS, SAMPLE_FILTERS, host_can_sample
 from minimal_rl_app.commands.common import add_run_arguments, trainable_algorithm
 
-# every algorithm of the core's table that trl_ext can sample for (Reinforce-Ada's: a clear usage error)
+# every algorithm of the core's table that trl_ext can sample for (Reinforce-Ada's rows included: adaptive rounds)
 ALGORITHM_CHOICES = tuple(name for name in ALGORITHMS if host_can_sample(name, "trl_ext"))
 DEFAULT_STEPS = 300
 

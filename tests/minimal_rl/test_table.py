@@ -97,3 +97,15 @@ def test_the_core_works_with_frameworks_and_adapters_unimportable():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[1.0, -1.0, 0.0, 0.0]"
+
+
+def test_adaptive_rows_sample_in_trl_ext_only():
+    """trl_ext samples Reinforce-Ada's rounds; verl_ext does not yet and refuses them, naming what is missing."""
+    from minimal_rl.table import check_host_sampling, host_can_sample
+
+    for name in ("reinforce_ada_balance", "reinforce_ada_pos"):
+        assert host_can_sample(name, "trl_ext") and not host_can_sample(name, "verl_ext")
+        check_host_sampling(name, "trl_ext")
+        with pytest.raises(ValueError, match="needs adaptive multi-round sampling.*verl_ext has no adaptive sampling"):
+            check_host_sampling(name, "verl_ext")
+    assert host_can_sample("reinforce_rej", "verl_ext") and host_can_sample("ppo_gae_or_any_host_name", "verl_ext")

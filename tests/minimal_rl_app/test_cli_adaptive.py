@@ -1,5 +1,7 @@
-"""Reinforce-Ada's rows in the CLI: trl_ext cannot sample adaptively yet, so choosing them is one clear usage error
-(exit 2), before anything is written."""
+"""Reinforce-Ada's rows in the CLI: trl_ext samples them adaptively, so `minimal-rl train` runs them (a tiny 2-step
+run here; every algorithm's run: test_main_job_cli.py) and `compare` accepts them."""
+
+import json
 
 import pytest
 
@@ -7,24 +9,27 @@ from minimal_rl.table import ALGORITHMS
 from minimal_rl_app.cli import main
 
 ADAPTIVE = [name for name, spec in ALGORITHMS.items() if spec.adaptive]
+TINY_ARGS = [
+    "--tiny-model", "--warmstart-max-steps", "0", "--steps", "2", "--prompts-per-step", "2",
+    "--num-generations", "2", "--eval-problems", "4", "--eval-samples", "1", "--eval-every", "2", "--no-progress",
+]
 
 
-@pytest.mark.parametrize("name", ADAPTIVE)
-@pytest.mark.parametrize("command", [["train", "--algorithm"], ["compare", "--algorithms", "grpo"]])
-def test_adaptive_algorithms_are_a_usage_error_naming_what_is_missing(tmp_path, capsys, name, command):
-    out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exit_info:
-        main([*command, name, "--output-dir", str(out)])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "needs adaptive multi-round sampling" in err and "trl_ext has no adaptive sampling" in err
-    assert "Traceback" not in err and not out.exists()
+def test_train_reinforce_ada_balance_runs_two_steps(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--algorithm", "reinforce_ada_balance", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(out)]
+    assert main([*argv, *TINY_ARGS]) == 0
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["status"] == "complete" and payload["settings"]["algorithm"] == "reinforce_ada_balance"
+    assert [s["step"] for s in payload["steps"]] == [1, 2]
+    # random weights: every pool all wrong after every round, so drop_uniform keeps nothing
+    assert payload["steps"][0]["accuracy"] == 0.0 and payload["steps"][0]["samples_kept_frac"] == 0.0
 
 
-def test_train_settings_refuse_them_too():
-    from minimal_rl_app.main_job import TRAINABLE, TrainSettings
+def test_train_settings_and_compare_names_accept_them():
+    from minimal_rl_app.main_job import TRAINABLE, TrainSettings, parse_run_name
 
-    assert not set(ADAPTIVE) & set(TRAINABLE)
+    assert set(ADAPTIVE) <= set(TRAINABLE) and len(ADAPTIVE) == 2
     for name in ADAPTIVE:
-        with pytest.raises(ValueError, match="needs adaptive multi-round sampling"):
-            TrainSettings(algorithm=name)
+        assert TrainSettings(algorithm=name).algorithm == name
+        assert parse_run_name(f"{name}+drop_uniform") == (name, "drop_uniform")

@@ -192,3 +192,65 @@ def load_trl_train_script():
         sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules[name])
     return sys.modules[name]
+
+
+# --------------------------------------------------------------------------------------------
+# Reinforce-Ada's rounds: known pools (trl_ext adaptive sampling, one or two processes)
+# --------------------------------------------------------------------------------------------
+
+ADA_ROUND_REPEAT, ADA_MAX_ROUNDS = 4, 3
+# Scores of each prompt's pool in generation order, ADA_ROUND_REPEAT per round (1 correct, 0 wrong).
+ADA_POOLS = {
+    "A: 1+1=": [1, 0, 1, 0] + [1, 1, 1, 1] * 2,  # balanced: exits in round 1
+    "B: 2+2=": [1, 1, 1, 1] + [1, 0, 0, 1] + [0, 0, 0, 0],  # balanced: exits in round 2 (Ada-pos: round 1, uniform)
+    "C: 3+3=": [0, 0, 0, 0] * 3,  # never: a uniform pool, dropped
+    "D: 4+4=": [0, 0, 0, 1] + [0, 0, 0, 0] * 2,  # balanced: never exits, keeps 1 correct + 3 wrong after round 3
+}
+
+
+def make_pool_reward(pools=ADA_POOLS, repeat=ADA_ROUND_REPEAT):
+    """A verifier that gives each prompt's responses the next scores of its pool, and logs each response's position
+    in its pool (`log_extra` column ``pool_position``). Called once per round on every process: a round's rows are
+    each active prompt ``repeat`` times in a row, dealt out over the ranks in order, and an active prompt was
+    active in every earlier round, so position = (round - 1) * repeat + (global row % repeat)."""
+    calls = []
+
+    def pool_reward(prompts, completions, log_extra=None, **kwargs):
+        from accelerate import PartialState
+
+        calls.append(len(prompts))
+        start = PartialState().process_index * len(prompts)
+        positions = [(len(calls) - 1) * repeat + (start + i) % repeat for i in range(len(prompts))]
+        if log_extra is not None:
+            log_extra("pool_position", positions)
+        return [float(pools[prompt][position]) for prompt, position in zip(prompts, positions)]
+
+    pool_reward.calls = calls
+    return pool_reward
+
+
+def ada_core_expectation(algorithm, pools=ADA_POOLS, repeat=ADA_ROUND_REPEAT):
+    """`minimal_rl.adaptive.run_rounds` on the same pools: (the rounds, [(kept positions, advantages or None for a
+    uniform pool) per prompt])."""
+    from minimal_rl.adaptive import pool_baseline, run_rounds
+    from minimal_rl.table import get_algorithm
+
+    drawn = {prompt: 0 for prompt in pools}
+    names = list(pools)
+
+    def sample_round(active, repeat):
+        out = []
+        for i in active:
+            start = drawn[names[i]]
+            drawn[names[i]] += repeat
+            out.append([bool(s) for s in pools[names[i]][start:start + repeat]])
+        return out
+
+    rounds = run_rounds(sample_round, len(names), NUM_GENERATIONS, get_algorithm(algorithm).exit_rule,
+                        ADA_MAX_ROUNDS, repeat)
+    expected = []
+    for name, pool in zip(names, rounds.pools):
+        generated = torch.tensor([float(s) for s in pools[name][:len(pool.correct)]])
+        advantages = None if pool.uniform else pool_baseline(generated[pool.kept], generated).tolist()
+        expected.append((pool.kept, advantages))
+    return rounds, expected

@@ -1,5 +1,5 @@
 """trl_ext with rewards that are not verifiers (a reward model's scores, a length reward), the loud warning when a
-filter keeps nothing, and the refusal of Reinforce-Ada's rows (no adaptive sampling in trl_ext yet)."""
+filter keeps nothing, and Reinforce-Ada's rows (adaptive sampling) with such rewards."""
 
 from __future__ import annotations
 
@@ -95,10 +95,14 @@ def test_a_filter_that_keeps_nothing_is_said_loudly(tmp_path, tiny_tokenizer, ca
 
 
 @pytest.mark.parametrize("algorithm", ADAPTIVE)
-def test_reinforce_ada_is_refused_naming_what_is_missing(tmp_path, tiny_tokenizer, algorithm):
+def test_reinforce_ada_with_a_reward_model_needs_a_threshold_and_only_its_family_config(tmp_path, tiny_tokenizer, algorithm):
+    """Reinforce-Ada's exit rule counts correct responses: a reward model's scores without a threshold are refused at
+    the first round, with their range; the Ada rows train with ReinforceRejConfig (their family's) only."""
     assert len(ADAPTIVE) == len(EXIT_RULES)
-    with pytest.raises(ValueError, match="needs adaptive multi-round sampling.*trl_ext has no adaptive sampling"):
-        make_trainer(algorithm, tiny_tokenizer, tmp_path, LENGTHS)
-    for config_class in (ReinforceRejConfig, RaftConfig, FilteredGRPOConfig):
-        with pytest.raises(ValueError, match="adaptive multi-round sampling"):
-            tiny_config(config_class, tmp_path, algorithm=algorithm)
+    trainer = make_trainer(algorithm, tiny_tokenizer, tmp_path, REWARD_MODEL, loss_type="dapo")
+    with pytest.raises(ValueError, match=r"not binary \(this batch: -4\.2 … -1\.6.*positive_threshold"):
+        generate(trainer, REWARD_MODEL)
+    assert tiny_config(ReinforceRejConfig, tmp_path, algorithm=algorithm, loss_type="dapo").samples_adaptively
+    for config_class in (RaftConfig, FilteredGRPOConfig):
+        with pytest.raises(ValueError, match="algorithm must be one of"):
+            tiny_config(config_class, tmp_path, algorithm=algorithm, loss_type="dapo")

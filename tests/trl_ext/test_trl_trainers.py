@@ -26,13 +26,13 @@ from mrl_testing import (
     HAND_WEIGHTS, NUM_GENERATIONS, PROMPT_CORRECT, build_model, build_tokenizer, make_fixed_reward, tiny_config,
 )
 
-from minimal_rl.metrics import HOST_NAMES, PREFIX, SHARED
-from minimal_rl.table import ALGORITHMS, host_can_sample
+from minimal_rl.metrics import PREFIX, SHARED, TRL_ONLY
+from minimal_rl.table import ALGORITHMS
 
 # The weights through TRL must be the hand-computed ones of the worked example, for every algorithm the
-# trl_ext trainers compute weights for (GRPO keeps TRL's own advantages; Reinforce-Ada's rows are refused until
-# trl_ext samples adaptively: tests/trl_ext/test_trl_any_reward.py).
-WEIGHTED = sorted(name for name, spec in ALGORITHMS.items() if spec.family != "grpo" and host_can_sample(name, "trl_ext"))
+# trl_ext trainers compute weights for on a fixed group (GRPO keeps TRL's own advantages; Reinforce-Ada's rows sample
+# in rounds: tests/trl_ext/test_trl_adaptive.py).
+WEIGHTED = sorted(name for name, spec in ALGORITHMS.items() if spec.family != "grpo" and not spec.adaptive)
 
 
 def make_trainer(algorithm, tokenizer, output_dir, model=None, table=PROMPT_CORRECT, sample_filter=None, **overrides):
@@ -299,11 +299,12 @@ def test_mask_and_hard_drop_same_update_through_train_with_micro_batches(tmp_pat
 
 @pytest.mark.parametrize("hard_drop", [False, True])
 def test_logs_exactly_the_metric_vocabulary(tmp_path, tiny_tokenizer, hard_drop):
-    """The names of `minimal_rl.metrics`, no other: the shared ones always, the TRL-only ones with a hard drop."""
+    """The names of `minimal_rl.metrics`, no other: the shared ones always, the TRL-only ones with a hard drop (the
+    adaptive ones only for Reinforce-Ada: tests/trl_ext/test_trl_adaptive.py)."""
     trainer = make_trainer("raft", tiny_tokenizer, tmp_path, hard_drop=hard_drop)
     generate(trainer)
     logged = {k.removeprefix(PREFIX) for k in trainer._metrics["train"] if k.startswith(PREFIX)}
-    assert logged == (HOST_NAMES["trl"] if hard_drop else set(SHARED))
+    assert logged == ({*SHARED, *TRL_ONLY} if hard_drop else set(SHARED))
     assert not any(k.startswith("minimal_rl/") for k in trainer._metrics["train"])  # the old names, reduced with min
 
 

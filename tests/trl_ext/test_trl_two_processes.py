@@ -1,4 +1,5 @@
-"""Two real processes (torchrun, gloo on CPU): groups straddling ranks, a rank left with nothing, hard drop.
+"""Two real processes (torchrun, gloo on CPU): groups straddling ranks, a rank left with nothing, hard drop; and
+Reinforce-Ada's rounds over two ranks.
 
 `accelerate launch --cpu` silently ran a single process in our trials, so the worker is started with
 torchrun and asserts that it sees two processes. The checks themselves live in two_process_worker.py.
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 WORKER = Path(__file__).with_name("two_process_worker.py")
+ADAPTIVE_WORKER = Path(__file__).with_name("two_process_worker_adaptive.py")
 
 
 def free_port() -> int:
@@ -23,14 +25,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_process_selection_hard_drop_and_all_rejected(tmp_path, trl_trains_on_cpu):
+def run_two_processes(worker: Path, out_dir: Path) -> str:
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     command = [
         str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-        str(WORKER), str(tmp_path),
+        str(worker), str(out_dir),
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
-    assert result.returncode == 0 and "TWO_PROCESS_WORKER_OK" in output, output[-6000:]
+    assert result.returncode == 0, output[-6000:]
+    return output
+
+
+@pytest.mark.slow
+def test_two_process_selection_hard_drop_and_all_rejected(tmp_path, trl_trains_on_cpu):
+    assert "TWO_PROCESS_WORKER_OK" in run_two_processes(WORKER, tmp_path)
+
+
+@pytest.mark.slow
+def test_two_process_adaptive_rounds_are_the_same_on_every_rank(tmp_path, trl_trains_on_cpu):
+    """Reinforce-Ada: every rank runs the same rounds over every pool (two_process_worker_adaptive.py)."""
+    assert "TWO_PROCESS_ADAPTIVE_OK" in run_two_processes(ADAPTIVE_WORKER, tmp_path)
