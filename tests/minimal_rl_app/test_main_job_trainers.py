@@ -20,6 +20,9 @@ EXPECTED = {
     "reinforce_remove_all_wrong": ("ReinforceRejTrainer", 0.2, "drop_all_wrong"),
     "reinforce_remove_all_correct": ("ReinforceRejTrainer", 0.2, "drop_all_correct"),
     "reinforce_mean_zero": ("ReinforceRejTrainer", 0.2, "none"),
+    # Reinforce-Ada (follow-up): adaptive rounds in trl_ext, uniform pools dropped
+    "reinforce_ada_balance": ("ReinforceRejTrainer", 0.2, "drop_uniform"),
+    "reinforce_ada_pos": ("ReinforceRejTrainer", 0.2, "drop_uniform"),
     "grpo": ("FilteredGRPOTrainer", 0.2, "none"),  # stock GRPO: GRPO's advantages, nothing filtered
 }
 
