@@ -7,10 +7,9 @@ import pytest
 
 from minimal_rl_app.cli import main
 
-TINY_ARGS = [
-    "--tiny-model", "--warmstart-max-steps", "0", "--steps", "2", "--prompts-per-step", "2",
-    "--num-generations", "2", "--eval-problems", "4", "--eval-samples", "1", "--eval-every", "1", "--no-progress",
-]
+from mrl_testing import tiny_run_args
+
+TINY_ARGS = tiny_run_args()
 BAD_JSONL = {
     "a JSON string": (b'{"problem": "1+1=", "answer": "2"}\n"just a string"\n', ":2: expected a JSON object"),
     "a JSON number": (b"42\n", ":1: expected a JSON object"),

@@ -9,10 +9,9 @@ from minimal_rl.table import ALGORITHMS
 from minimal_rl_app.cli import main
 
 ADAPTIVE = [name for name, spec in ALGORITHMS.items() if spec.adaptive]
-TINY_ARGS = [
-    "--tiny-model", "--warmstart-max-steps", "0", "--steps", "2", "--prompts-per-step", "2",
-    "--num-generations", "2", "--eval-problems", "4", "--eval-samples", "1", "--eval-every", "2", "--no-progress",
-]
+from mrl_testing import tiny_run_args
+
+TINY_ARGS = tiny_run_args(eval_every=2)
 
 
 def test_train_reinforce_ada_balance_runs_two_steps(tmp_path):

@@ -9,15 +9,10 @@ import pytest
 from minimal_rl_app.cli import main
 from minimal_rl_app.outputs import MANIFEST, OutputDir
 
-TINY_ARGS = [
-    "--tiny-model", "--warmstart-max-steps", "0", "--steps", "2", "--prompts-per-step", "2",
-    "--num-generations", "2", "--eval-problems", "4", "--eval-samples", "1", "--eval-every", "1", "--no-progress",
-]
+from mrl_testing import tiny_run_args
 
+TINY_ARGS = tiny_run_args()
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("demo-cache"))
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,10 @@ from minimal_rl_app.cli import build_parser, main
 from minimal_rl.table import ALGORITHMS, host_can_sample
 from minimal_rl_app.main_job import TRAINABLE as ALGORITHM_CHOICES
 
-TINY_ARGS = [
-    "--tiny-model", "--warmstart-max-steps", "0", "--steps", "2", "--prompts-per-step", "2",
-    "--num-generations", "2", "--eval-problems", "4", "--eval-samples", "1", "--eval-every", "1", "--no-progress",
-]
+from mrl_testing import tiny_run_args
 
+TINY_ARGS = tiny_run_args()
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("demo-cache"))
 
 
 def _png_ok(path):

@@ -8,16 +8,10 @@ import pytest
 
 from minimal_rl_app.cli import build_parser, main
 
-TINY_ARGS = [
-    "--tiny-model", "--warmstart-max-steps", "0", "--steps", "4", "--prompts-per-step", "2",
-    "--num-generations", "2", "--eval-problems", "4", "--eval-samples", "1", "--eval-every", "4", "--no-progress",
-    "--save-every", "0",
-]
+from mrl_testing import tiny_run_args
 
+TINY_ARGS = tiny_run_args(steps=4, eval_every=4) + ["--save-every", "0"]
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("demo-cache"))
 
 
 @pytest.fixture(scope="module")

@@ -254,3 +254,12 @@ def ada_core_expectation(algorithm, pools=ADA_POOLS, repeat=ADA_ROUND_REPEAT):
         advantages = None if pool.uniform else pool_baseline(generated[pool.kept], generated).tolist()
         expected.append((pool.kept, advantages))
     return rounds, expected
+
+
+def tiny_run_args(steps: int = 2, eval_every: int = 1) -> list[str]:
+    """`minimal-rl train/compare` flags of a seconds-long run: tiny random model, no warm-start, 2 prompts x 2 samples."""
+    return [
+        "--tiny-model", "--warmstart-max-steps", "0", "--steps", str(steps), "--prompts-per-step", "2",
+        "--num-generations", "2", "--eval-problems", "4", "--eval-samples", "1", "--eval-every", str(eval_every),
+        "--no-progress",
+    ]
