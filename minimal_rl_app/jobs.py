@@ -140,11 +140,6 @@ def train_command(args: argparse.Namespace, started: float) -> int:
             return 0
         try:
             payload = train_one(name, args, source, outputs)
-        except ValueError as exc:
-            if "--resume" not in str(exc):
-                raise
-            print(f"minimal-rl train: error: {exc}", file=sys.stderr)
-            return 2
         except KeyboardInterrupt as exc:
             plot_partial(out, name)
             print(f"\n{_interrupted(exc)}: partial metrics and figure in {out}; continue with the same command "
@@ -214,11 +209,6 @@ def compare_command(args: argparse.Namespace, started: float) -> int:
                 run_args = copy.copy(args)
                 run_args.seed = seed
                 runs[(algo, seed)] = train_one(algo, run_args, source, outputs, rel)
-        except ValueError as exc:
-            if "--resume" not in str(exc):
-                raise
-            print(f"minimal-rl compare: error: {exc}", file=sys.stderr)
-            return 2
         except KeyboardInterrupt as exc:
             if len(runs) < len(folders):
                 partial = next(rel for key, rel in folders.items() if key not in runs)
