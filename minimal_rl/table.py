@@ -99,6 +99,8 @@ EXIT_RULES: Mapping[str, str] = MappingProxyType(
 )
 # The hosts (adapter packages) that can sample adaptively; the others refuse the rows with an exit rule.
 ADAPTIVE_SAMPLING_HOSTS: frozenset[str] = frozenset({"trl_ext"})
+# Why a host outside ADAPTIVE_SAMPLING_HOSTS cannot sample that way, and what it would take (a doc in the repo).
+ADAPTIVE_SAMPLING_GAPS: Mapping[str, str] = MappingProxyType({"verl_ext": "docs/verl-adaptive.md"})
 
 # --------------------------------------------------------------------------------------------
 # Algorithms
@@ -250,12 +252,14 @@ def check_host_sampling(algorithm: str, host: str) -> None:
     if host_can_sample(algorithm, host):
         return
     spec = get_algorithm(algorithm)
+    gap = ADAPTIVE_SAMPLING_GAPS.get(host)
+    why = f" (why, and what it would take: {gap})" if gap else ""
     raise ValueError(
         f"algorithm {spec.name!r} ({spec.paper}) needs adaptive multi-round sampling: responses sampled in rounds "
         f"until each prompt's pool meets the {spec.exit_rule!r} exit rule ({EXIT_RULES[spec.exit_rule]}), the "
-        f"baseline taken from the whole pool. {host} has no adaptive sampling yet (minimal-rl issue 19), and on a "
-        "fixed group of n responses it would be another algorithm. Its nearest fixed-sampling relative is "
-        "'reinforce_rej' (uniform groups dropped)."
+        f"baseline taken from the whole pool. {host} has no adaptive sampling{why}, and on a fixed group of n "
+        "responses it would be another algorithm. Its nearest fixed-sampling relative is 'reinforce_rej' (uniform "
+        "groups dropped)."
     )
 
 

@@ -100,7 +100,7 @@ def test_the_core_works_with_frameworks_and_adapters_unimportable():
 
 
 def test_adaptive_rows_sample_in_trl_ext_only():
-    """trl_ext samples Reinforce-Ada's rounds; verl_ext does not yet and refuses them, naming what is missing."""
+    """trl_ext samples Reinforce-Ada's rounds; verl_ext does not and refuses them, naming what is missing."""
     from minimal_rl.table import check_host_sampling, host_can_sample
 
     for name in ("reinforce_ada_balance", "reinforce_ada_pos"):
@@ -109,3 +109,21 @@ def test_adaptive_rows_sample_in_trl_ext_only():
         with pytest.raises(ValueError, match="needs adaptive multi-round sampling.*verl_ext has no adaptive sampling"):
             check_host_sampling(name, "verl_ext")
     assert host_can_sample("reinforce_rej", "verl_ext") and host_can_sample("ppo_gae_or_any_host_name", "verl_ext")
+
+
+def test_a_host_without_adaptive_sampling_points_to_the_doc_that_says_why():
+    """The refusal names the doc with the evidence; the doc exists and no host that samples has one."""
+    from pathlib import Path
+
+    from minimal_rl.table import ADAPTIVE_SAMPLING_GAPS, ADAPTIVE_SAMPLING_HOSTS, check_host_sampling
+
+    repo = Path(__file__).resolve().parents[2]
+    assert not set(ADAPTIVE_SAMPLING_GAPS) & ADAPTIVE_SAMPLING_HOSTS
+    for host, doc in ADAPTIVE_SAMPLING_GAPS.items():
+        assert (repo / doc).is_file(), doc
+        pointer = f"{host} has no adaptive sampling \\(why, and what it would take: {doc}\\)"
+        with pytest.raises(ValueError, match=pointer):
+            check_host_sampling("reinforce_ada_pos", host)
+    with pytest.raises(ValueError) as err:  # a host with no doc gets the message without the pointer
+        check_host_sampling("reinforce_ada_pos", "some_host")
+    assert "some_host has no adaptive sampling, and" in str(err.value)

@@ -1,5 +1,6 @@
 """verl_ext with rewards that are not verifiers (a reward model's scores, a length reward), the loud warning when a
-filter keeps nothing, and the refusal of Reinforce-Ada's rows (no adaptive sampling in verl_ext yet)."""
+filter keeps nothing, and the refusal of Reinforce-Ada's rows (no adaptive sampling in verl_ext:
+docs/verl-adaptive.md)."""
 
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ def test_a_filter_that_keeps_nothing_is_said_loudly(caplog):
 def test_reinforce_ada_is_refused_naming_what_is_missing(name):
     assert name in ESTIMATOR_NAMES and name not in preset_names()  # registered to refuse; no preset to pick
     rewards, mask = _batch([1, 0, 1, 0])
-    with pytest.raises(ValueError, match="needs adaptive multi-round sampling.*verl_ext has no adaptive sampling"):
+    refusal = "needs adaptive multi-round sampling.*verl_ext has no adaptive sampling.*docs/verl-adaptive.md"
+    with pytest.raises(ValueError, match=refusal):
         _estimator(name)(rewards, mask, index=UIDS[:4], config=None)
     with pytest.raises(ValueError, match="adaptive multi-round sampling"):
         sample_filter_in_effect(name, MinimalRLOptions())  # the sampler and the Hydra check call this
