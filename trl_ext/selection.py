@@ -46,6 +46,8 @@ class SampleSelectionTrainer(GRPOTrainer):
       - `_generate_and_score_completions`: after GRPOTrainer's own, computes the keep mask (and the weights) with
         `minimal_rl.algorithms.compute_weights`, zeroes the loss mask of rejected samples (or removes them with
         `hard_drop=True`), recounts `num_items_in_batch` over the kept tokens, and logs `sample_filter/*` metrics;
+        with `refill=True` (training) it first runs GRPOTrainer's own once more per refill round, on new prompts, until
+        the batch holds as many groups with signal as it had prompts (`trl_ext.refill`);
       - `_generate` (Reinforce-Ada's rows only, training): samples the batch's prompts in rounds through
         GRPOTrainer's own `_generate` and `_calculate_rewards` (`trl_ext.adaptive`) and returns the n kept
         responses per prompt; their rewards come from the rounds and their weights from the whole pool.

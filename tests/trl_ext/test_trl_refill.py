@@ -211,17 +211,27 @@ def test_cap_raises_refill_limit_error_after_max_refill_batches_rounds(tmp_path,
     assert len(reward.calls) == 1 + max_refill_batches
 
 
-def test_one_training_step_with_refill_logs_the_refill_metrics(tmp_path, tiny_tokenizer):
+def test_evaluation_never_refills(tmp_path, tiny_tokenizer):
+    reward = counting_reward(TABLE)
+    trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, ["M1", "M2"], reward=reward)
+    trainer.model.eval()
+    batch = trainer._generate_and_score_completions(rows(["U0", "M2"]))
+    assert len(reward.calls) == 1 and batch_prompts(trainer, batch) == ["U0"] * 4 + ["M2"] * 4
+    assert not any("refill" in key for key in trainer._metrics["eval"])
+
+
+@pytest.mark.parametrize("hard_drop", [False, True])
+def test_one_training_step_with_refill_logs_the_refill_metrics(tmp_path, tiny_tokenizer, hard_drop):
     """Through Trainer.train with two micro-batches per generation: the dataloader's batch is [U0, M2] (no
     shuffle), one refill round, and exactly the shared + refill metric names are logged."""
     trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, ["U0", "M2"], per_device_train_batch_size=4,
-                           gradient_accumulation_steps=2, hard_drop=True)
+                           gradient_accumulation_steps=2, hard_drop=hard_drop)
     assert trainer.args.steps_per_generation == 2
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     logs = trainer.state.log_history[0]
     ours = {k.removeprefix(PREFIX) for k in logs if k.startswith(PREFIX)}
-    assert ours == {*SHARED, *REFILL, *TRL_ONLY}
+    assert ours == ({*SHARED, *REFILL, *TRL_ONLY} if hard_drop else {*SHARED, *REFILL})
     assert [logs[PREFIX + n] for n in ("refill_calls", "refill_prompts", "refill_batches")] == [1.0, 2.0, 1.0]
     assert logs[PREFIX + "samples_kept"] == 8.0 and logs[PREFIX + "groups_generated"] == 4.0
     assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
