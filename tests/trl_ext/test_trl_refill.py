@@ -26,6 +26,7 @@ TABLE = {
     "M1": [1.0, 0.0, 0.0, 0.0],
     "M2": [1.0, 1.0, 0.0, 0.0],
     "M3": [1.0, 1.0, 1.0, 0.0],
+    "M2M2M2": [1.0, 1.0, 0.0, 0.0],  # a longer prompt: merging it with short ones changes the padded width
 }
 
 
@@ -159,6 +160,22 @@ def test_grpo_advantages_of_every_round_are_kept(tmp_path, tiny_tokenizer):
     batch = trainer._generate_and_score_completions(rows(["U1", "M2"]))
     assert batch_prompts(trainer, batch) == ["M2"] * 4 + ["M1"] * 4
     assert batch["advantages"].tolist() == pytest.approx([S3, S3, -S3, -S3, 1.5, -0.5, -0.5, -0.5], abs=1e-3)  # TRL: std + 1e-4
+
+
+def test_merged_rows_keep_their_old_log_probs(tmp_path, tiny_tokenizer):
+    """num_iterations=2 makes TRL store old log-probs per round; after M1 (a 2-token prompt, round 1) and M2M2M2
+    (6 tokens, the refill round) are merged into one batch with a wider left padding, the model still gives each
+    completion token the log-prob stored for it."""
+    trainer = make_trainer("reinforce_rej", tiny_tokenizer, tmp_path, ["M2M2M2", "U0"], num_iterations=2)
+    torch.manual_seed(0)
+    batch = trainer._generate_and_score_completions(rows(["U0", "M1"]))
+    assert batch_prompts(trainer, batch) == ["M1"] * 4 + ["M2M2M2"] * 4
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logps = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, batch["completion_ids"].size(1))[0]
+    tokens = batch["completion_mask"].bool()
+    torch.testing.assert_close(logps[tokens], batch["old_per_token_logps"][tokens], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("hard_drop", [False, True])
