@@ -83,9 +83,9 @@ def row_layout(batch: dict[str, Any], local_rows: int, feature: str = "hard_drop
     """
     unsupported = [key for key in MULTIMODAL_KEYS if key in batch]
     if unsupported:
+        why = " (rejected rows are masked out of the loss instead, with the same gradient)" if feature == "hard_drop" else ""
         raise ValueError(
-            f"{feature}=True does not support multimodal batches (found {unsupported}); use {feature}=False"
-            + (" (rejected rows are masked out of the loss instead, with the same gradient)" if feature == "hard_drop" else "")
+            f"{feature}=True does not support multimodal batches (found {unsupported}); use {feature}=False{why}"
         )
     completion_width = batch["completion_ids"].size(1)
     layout: dict[str, str | None] = {}

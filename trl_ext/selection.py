@@ -33,7 +33,8 @@ from .version import check_liger_path, check_trl_runs_on
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DROP_EXACT_LOSS_TYPES", "SampleSelectionConfig", "SampleSelectionTrainer", "WeightedGRPOConfig", "WeightedGRPOTrainer",
+    "DROP_EXACT_LOSS_TYPES", "SampleSelectionConfig", "SampleSelectionTrainer",
+    "WeightedGRPOConfig", "WeightedGRPOTrainer",
 ]
 
 class SampleSelectionTrainer(GRPOTrainer):
