@@ -27,6 +27,13 @@ logger = logging.getLogger(__name__)
 BINARY_REWARD_SETS = (frozenset((0.0, 1.0)), frozenset((-1.0, 1.0)))
 DEFAULT_THRESHOLD = 0.0  # the threshold a binary reward gets: {0,1} and {-1,+1} both split at 0
 EMPTY_STEPS_BEFORE_WARNING = 3
+# Refill (DAPO-style dynamic sampling, both hosts): the most extra prompt batches one step may sample to replace
+# the groups the filter rejects whole; past it `RefillLimitError` (DAPO's own cap raises as well).
+DEFAULT_MAX_REFILL_BATCHES = 8
+
+
+class RefillLimitError(RuntimeError):
+    """Raised when refilling rejected groups needs more extra prompts than ``max_refill_batches`` allows."""
 
 
 def is_binary_reward(scores: torch.Tensor) -> bool:

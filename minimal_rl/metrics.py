@@ -40,7 +40,12 @@ VERL_ONLY = {
     "all_rejected": "1 when the filter rejected every response (the update runs on a zero-weight placeholder)",
     "placeholder_samples": "rows of that placeholder",
     "unavailable": "1 when no rewards existed at sampling time (nothing dropped)",
-    "refill_calls": "refill rounds (filter_mode=refill)",
+}
+
+# Logged by both plugins when rejected groups are refilled with new prompts (verl `filter_mode=refill`,
+# `verl_ext.refill`; TRL `refill=True`, `trl_ext.refill`), one value per step.
+REFILL = {
+    "refill_calls": "refill rounds: times new prompts were sampled to replace rejected groups",
     "refill_prompts": "prompts those rounds added",
     "refill_batches": "refill_prompts / batch size, the quantity max_refill_batches caps",
 }
@@ -61,8 +66,11 @@ ADAPTIVE = {
 }
 PER_ROUND = re.compile(r"active_prompts/round_[1-9][0-9]*")  # the names "active_prompts/round_{k}" stands for
 
-METRICS = {**SHARED, **VERL_ONLY, **TRL_ONLY, **ADAPTIVE}
-HOST_NAMES = {"verl": frozenset({*SHARED, *VERL_ONLY}), "trl": frozenset({*SHARED, *TRL_ONLY, *ADAPTIVE})}
+METRICS = {**SHARED, **VERL_ONLY, **REFILL, **TRL_ONLY, **ADAPTIVE}
+HOST_NAMES = {
+    "verl": frozenset({*SHARED, *VERL_ONLY, *REFILL}),
+    "trl": frozenset({*SHARED, *REFILL, *TRL_ONLY, *ADAPTIVE}),
+}
 
 
 def metric_key(name: str) -> str:

@@ -76,13 +76,16 @@ def plan_drop(keep_global: torch.Tensor, num_processes: int, process_index: int,
     return DropPlan(num_kept, rows, source, is_filler, num_processes)
 
 
-def _row_layout(batch: dict[str, Any], local_rows: int) -> dict[str, str | None]:
-    """For every per-row tensor: "left" (prompt-aligned), "right" (completion-aligned) or None (no token axis)."""
+def row_layout(batch: dict[str, Any], local_rows: int, feature: str = "hard_drop") -> dict[str, str | None]:
+    """For every per-row tensor: "left" (prompt-aligned), "right" (completion-aligned) or None (no token axis).
+
+    ``feature`` names the setting that moves rows between ranks (``hard_drop`` or ``refill``), for the errors.
+    """
     unsupported = [key for key in MULTIMODAL_KEYS if key in batch]
     if unsupported:
+        why = " (rejected rows are masked out of the loss instead, with the same gradient)" if feature == "hard_drop" else ""
         raise ValueError(
-            f"hard_drop=True does not support multimodal batches (found {unsupported}); use hard_drop=False "
-            "(rejected rows are masked out of the loss instead, with the same gradient)"
+            f"{feature}=True does not support multimodal batches (found {unsupported}); use {feature}=False{why}"
         )
     completion_width = batch["completion_ids"].size(1)
     layout: dict[str, str | None] = {}
@@ -90,7 +93,7 @@ def _row_layout(batch: dict[str, Any], local_rows: int) -> dict[str, str | None]
         if not isinstance(value, torch.Tensor) or value.ndim == 0:
             continue  # scalars such as num_items_in_batch are global already
         if value.size(0) != local_rows:
-            raise ValueError(f"hard_drop: batch entry {key!r} has {value.size(0)} rows, expected {local_rows}")
+            raise ValueError(f"{feature}: batch entry {key!r} has {value.size(0)} rows, expected {local_rows}")
         if key in PROMPT_ALIGNED_KEYS:
             layout[key] = "left"
         elif value.ndim == 1 or (value.ndim == 2 and value.size(1) == 1):
@@ -98,7 +101,7 @@ def _row_layout(batch: dict[str, Any], local_rows: int) -> dict[str, str | None]
         elif value.ndim == 2 and value.size(1) == completion_width:
             layout[key] = "right"
         else:
-            raise ValueError(f"hard_drop: don't know how to re-split batch entry {key!r} of shape {tuple(value.shape)}")
+            raise ValueError(f"{feature}: don't know how to re-split batch entry {key!r} of shape {tuple(value.shape)}")
     return layout
 
 
@@ -117,38 +120,48 @@ def drop_rejected_rows(
     must call this (it gathers). ``trim=False`` keeps the padded widths (for ``pad_to_multiple_of``).
     """
     local_rows = int(keep.numel())
-    layout = _row_layout(batch, local_rows)
+    layout = row_layout(batch, local_rows)
     keep_global = accelerator.gather(keep.to(torch.long)).bool()
     plan = plan_drop(keep_global, accelerator.num_processes, accelerator.process_index, rows_multiple)
     source = plan.source_rows.to(keep.device)
 
     new_batch = dict(batch)  # same key order: TRL's shuffle reads the batch size from the first entry
     for key, side in layout.items():
-        value = batch[key]
-        was_bool = value.dtype == torch.bool
-        if was_bool:  # gloo cannot gather bool tensors
-            value = value.to(torch.uint8)
-        if side is not None and accelerator.num_processes > 1:
-            pad_value = pad_token_id if key in ("prompt_ids", "completion_ids") else 0
-            value = accelerator.pad_across_processes(value, dim=1, pad_index=pad_value, pad_first=(side == "left"))
-        gathered = accelerator.gather(value.contiguous())[source]
-        new_batch[key] = gathered.bool() if was_bool else gathered
+        new_batch[key] = gather_rows(batch[key], side, key, accelerator, pad_token_id)[source]
 
     filler = plan.is_filler.to(keep.device)
     new_batch[LOSS_MASK_KEY] = new_batch[LOSS_MASK_KEY] * (~filler).unsqueeze(1).to(new_batch[LOSS_MASK_KEY].dtype)
     new_batch["advantages"] = torch.where(filler, torch.zeros_like(new_batch["advantages"]), new_batch["advantages"])
 
-    if not trim:
-        return new_batch, plan
-    # Trim the token columns that are padding in every remaining row: this is where dropping saves compute
-    # on top of the rows themselves (long rejected answers no longer set the padded width).
-    prompt_used = torch.nonzero(new_batch["prompt_mask"].any(dim=0)).flatten()
-    start = int(prompt_used[0]) if prompt_used.numel() else new_batch["prompt_mask"].size(1) - 1
-    completion_used = torch.nonzero(new_batch["completion_mask"].any(dim=0)).flatten()
+    if trim:
+        trim_padding(new_batch, layout)
+    return new_batch, plan
+
+
+def gather_rows(value: torch.Tensor, side: str | None, key: str, accelerator: Any, pad_token_id: int) -> torch.Tensor:
+    """Every rank's rows of one batch entry, in rank order, padded to a common width on the token side."""
+    if value.dtype == torch.bool:  # gloo cannot gather bool tensors
+        return gather_rows(value.to(torch.uint8), side, key, accelerator, pad_token_id).bool()
+    if side is not None and accelerator.num_processes > 1:
+        value = accelerator.pad_across_processes(
+            value, dim=1, pad_index=pad_value(key, pad_token_id), pad_first=(side == "left")
+        )
+    return accelerator.gather(value.contiguous())
+
+
+def pad_value(key: str, pad_token_id: int) -> int:
+    return pad_token_id if key in ("prompt_ids", "completion_ids") else 0
+
+
+def trim_padding(batch: dict[str, Any], layout: dict[str, str | None]) -> None:
+    """Drop (in place) the token columns that are padding in every row: long answers no longer in the batch
+    stop setting the padded width, which is where removing rows saves compute on top of the rows themselves."""
+    prompt_used = torch.nonzero(batch["prompt_mask"].any(dim=0)).flatten()
+    start = int(prompt_used[0]) if prompt_used.numel() else batch["prompt_mask"].size(1) - 1
+    completion_used = torch.nonzero(batch["completion_mask"].any(dim=0)).flatten()
     end = int(completion_used[-1]) + 1 if completion_used.numel() else 1
     for key, side in layout.items():
         if side == "left":
-            new_batch[key] = new_batch[key][:, start:]
+            batch[key] = batch[key][:, start:]
         elif side == "right":
-            new_batch[key] = new_batch[key][:, :end]
-    return new_batch, plan
+            batch[key] = batch[key][:, :end]

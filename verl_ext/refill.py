@@ -29,20 +29,17 @@ from packaging.version import Version
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.replay_buffer import FILTER_GROUPS_REWARD_METRIC, ReplayBuffer, ReplayBufferAsync
 
+# Shared with trl_ext's refill (same default, same error); importable from here as before.
+from minimal_rl.filtering import DEFAULT_MAX_REFILL_BATCHES, RefillLimitError  # noqa: F401
 from minimal_rl.table import SAMPLE_FILTERS
 
 from .selection import METRIC_PREFIX, BatchSelection, SamplerSettings, SessionRecord, sequence_scores, sessions_of, uid_of
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_REFILL_BATCHES = 8
 # The verl releases whose private replay-buffer methods this module was written and tested against.
 TESTED_VERL_MIN = Version("0.9.1")  # inclusive
 TESTED_VERL_MAX = Version("0.10.0")  # exclusive
-
-
-class RefillLimitError(RuntimeError):
-    """Raised when refilling rejected groups needs more extra prompts than the configured cap."""
 
 
 def check_verl_version(verl_version: str | None = None) -> None:
