@@ -37,7 +37,7 @@ from minimal_rl.table import get_algorithm
 
 def check_adaptive_supported(trainer: Any) -> None:
     """Raise ValueError for what trl_ext's adaptive sampling does not do (yet), naming it."""
-    args, algorithm = trainer.args, trainer.args.algorithm
+    algorithm = trainer.args.algorithm
     missing = []
     if trainer.rollout_func is not None:
         missing.append("a rollout_func (it generates whole groups its own way, so rounds cannot ask it for "

@@ -13,8 +13,8 @@ At every training step k a callback records, for one fixed prompt + completion:
   must push to vLLM before generating step k's samples);
 - ``vllm_at[k]``: the same log-probs from the colocated vLLM engine after step k generated (its
   ``prompt_logprobs``), i.e. from the weights it really generated step k from.
-TRL syncs before each generation whose global step differs from the last synced one, so vLLM generates
-step 1 from the initial weights and step k from the weights after step k-1: ``vllm_at[k]`` must match
+TRL syncs (recorded in ``syncs``) before each generation whose global step differs from the last synced one,
+so vLLM generates step 1 from the initial weights and step k from the weights after step k-1: ``vllm_at[k]`` must match
 ``hf_before[k]`` at every step and move away from the initial values as training goes. The result
 (with TRL's per-step logs) is written to ``OUT_DIR/result.json``.
 
@@ -200,6 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     if get_algorithm(args.algorithm).adaptive:
         record["rows"] = {}
         capture_rows(trainer, record["rows"])
+    record["syncs"] = []  # the global step at every weight push to vLLM
+    sync = trainer.vllm_generation.sync_weights
+
+    def counted_sync():
+        record["syncs"].append(trainer.state.global_step)
+        sync()
+
+    trainer.vllm_generation.sync_weights = counted_sync
     holder["fixed"] = _fixed_sequence(trainer.processing_class)
     record["setup_s"] = time.perf_counter() - start
     record["hf_initial"] = hf_logprobs(trainer.model, *holder["fixed"])
