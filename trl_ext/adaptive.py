@@ -9,9 +9,16 @@ per prompt are kept by the spec's rules, handed to the rest of GRPOTrainer's `_g
 (log-probs, KL, the loss) in the same layout as a fixed group, and weighted with the pool baseline
 (`minimal_rl.adaptive.pool_baseline`). Uniform pools are left to the sample filter (``drop_uniform``).
 
-Supported: any number of processes (every rank sees every pool and runs the same rounds), transformers
-generation, plain (non-tool, non-multimodal) prompts. The rest is refused at
-construction (`check_adaptive_supported`), never ignored.
+Supported: any number of processes (every rank sees every pool and runs the same rounds), transformers or vLLM
+generation (colocate and server), plain (non-tool, non-multimodal) prompts. The rest is refused at construction
+(`check_adaptive_supported`), never ignored.
+
+vLLM: every round is one more `_generate` call in the same training step, so TRL pushes the weights once per step
+(its `_last_loaded_step`), and its sampling log-probs travel with each response into the pool and the kept rows
+(the importance-sampling correction sees each kept row's own). In server mode TRL gathers the rows of all ranks and
+asks the server for `num_generations` completions of every `num_generations`-th row; a round's rows hold each
+prompt `round_repeat` times in a row instead, so during the rounds the trainer hands TRL `round_repeat` as that
+group size (`SampleSelectionTrainer._generate_single_turn`; `served_rows` states the contract).
 """
 
 from __future__ import annotations
@@ -30,20 +37,35 @@ from minimal_rl.table import get_algorithm
 
 def check_adaptive_supported(trainer: Any) -> None:
     """Raise ValueError for what trl_ext's adaptive sampling does not do (yet), naming it."""
-    args, algorithm = trainer.args, trainer.args.algorithm
+    algorithm = trainer.args.algorithm
     missing = []
-    if args.use_vllm:
-        missing.append("use_vllm=True: only transformers generation is tested with adaptive rounds")
     if trainer.rollout_func is not None:
-        missing.append("a rollout_func")
+        missing.append("a rollout_func (it generates whole groups its own way, so rounds cannot ask it for "
+                       "round_repeat responses of the still-active prompts)")
     if trainer.tools or trainer.environment_factories is not None:
-        missing.append("tools or environments")
+        missing.append("tools or environments (multi-turn rows, which the pools do not hold)")
     if missing:
         raise ValueError(
-            f"{algorithm!r} samples adaptively (Reinforce-Ada's rounds), which trl_ext supports with transformers "
-            f"generation only; not with: {'; '.join(missing)}. Use 'reinforce_rej' (fixed groups, "
-            "uniform groups dropped) for those setups."
+            f"{algorithm!r} samples adaptively (Reinforce-Ada's rounds), which trl_ext supports with single-turn "
+            f"generation (transformers or vLLM) only; not with: {'; '.join(missing)}. Use 'reinforce_rej' (fixed "
+            "groups, uniform groups dropped) for those setups."
         )
+
+
+def round_rows(active: list[int], repeat: int, num_processes: int) -> list[int]:
+    """The prompt of every row a round generates, all ranks' rows in rank order: each active prompt ``repeat``
+    times in a row, topped up with copies of the last row so that every rank gets the same number of rows."""
+    rows = [i for i in active for _ in range(repeat)]
+    share = -(-len(rows) // num_processes)
+    return rows + [rows[-1]] * (share * num_processes - len(rows))
+
+
+def served_rows(rows: list, group: int) -> list:
+    """The prompt each row is answered for by TRL's vLLM server mode (`VLLMGeneration.generate`), given the
+    gathered rows of all ranks and the group size it is handed: it asks the server for ``group`` completions of
+    every ``group``-th row and gives row i the i-th completion, so row i gets one of ``rows[i - i % group]``.
+    Correct iff the result equals ``rows``."""
+    return [rows[i - i % group] for i in range(len(rows))]
 
 
 @dataclass
@@ -78,12 +100,13 @@ def sample_adaptively(
     trainer: Any,
     inputs: list[dict[str, Any]],
     prompts: list[Any],
-    generate: Callable[[list[Any]], tuple],
+    generate: Callable[[list[Any], int], tuple],
     score: Callable[[list[dict[str, Any]], list[Any], list[Any], list[list[int]]], torch.Tensor],
 ) -> AdaptiveBatch:
     """Run the rounds for a generation batch whose rows hold each prompt n times in a row (TRL's RepeatSampler).
 
-    ``generate(prompts)`` is GRPOTrainer's `_generate` and ``score(inputs, prompts, completions, completion_ids)``
+    ``generate(prompts, group)`` is GRPOTrainer's `_generate` on rows that hold each prompt ``group`` times in a
+    row (over all ranks' rows; see `served_rows`), and ``score(inputs, prompts, completions, completion_ids)``
     its `_calculate_rewards` (one row per response; it returns the rewards of every process). With several
     processes every rank sees the whole batch's prompts and every pool: each round's responses are dealt out evenly
     over the ranks (the last rank's share topped up with copies of the last row, generated and scored but not
@@ -108,14 +131,13 @@ def sample_adaptively(
     pending_extra = trainer._pending_extra_logs
 
     def sample_round(active: list[int], repeat: int) -> list[list[bool]]:
-        owners = [i for i in active for _ in range(repeat)]  # the prompt of each of the round's rows
-        share = -(-len(owners) // num_processes)
-        padded = owners + [owners[-1]] * (share * num_processes - len(owners))
+        padded = round_rows(active, repeat, num_processes)  # the prompt of each of the round's rows
+        share = len(padded) // num_processes
         mine = padded[rank * share:(rank + 1) * share]
         local_prompts = [unique_prompts[i] for i in mine]
-        prompt_ids, completion_ids, _, completions, logprobs, _, _, _ = generate(local_prompts)
+        prompt_ids, completion_ids, _, completions, logprobs, _, _, _ = generate(local_prompts, repeat)
         rewards_per_func = score([unique_inputs[i] for i in mine], local_prompts, completions, completion_ids)
-        rewards_per_func = rewards_per_func.detach().cpu()[: len(owners)]
+        rewards_per_func = rewards_per_func.detach().cpu()[: len(active) * repeat]
         prompt_ids = _share(list(prompt_ids), num_processes)
         completion_ids = _share(list(completion_ids), num_processes)
         completions = _share(list(completions), num_processes)

@@ -51,7 +51,9 @@ class SampleSelectionTrainer(GRPOTrainer):
         the batch holds as many groups with signal as it had prompts (`trl_ext.refill`);
       - `_generate` (Reinforce-Ada's rows only, training): samples the batch's prompts in rounds through
         GRPOTrainer's own `_generate` and `_calculate_rewards` (`trl_ext.adaptive`) and returns the n kept
-        responses per prompt; their rewards come from the rounds and their weights from the whole pool.
+        responses per prompt; their rewards come from the rounds and their weights from the whole pool;
+      - `_generate_single_turn` (during those rounds only): hands TRL `round_repeat` instead of `num_generations` as
+        the number of times each prompt is repeated in the rows, which TRL's vLLM server mode relies on.
     """
 
     config_class: type[SampleSelectionConfig] = SampleSelectionConfig
@@ -81,6 +83,7 @@ class SampleSelectionTrainer(GRPOTrainer):
         self._empty_watch = EmptySelectionWatch()  # says loudly when the filter keeps nothing for several steps
         self._adaptive_inputs: list | None = None  # the generation batch's rows while its rounds run
         self._adaptive_batch: AdaptiveBatch | None = None
+        self._round_group: int | None = None  # while a round generates: how many times each prompt is in its rows
         if args.samples_adaptively:
             check_adaptive_supported(self)
         self._refill_stream = RefillStream(self.train_dataset, args.seed) if args.refill else None
@@ -90,13 +93,29 @@ class SampleSelectionTrainer(GRPOTrainer):
             return super()._generate(prompts)
         batch = sample_adaptively(
             self, self._adaptive_inputs, prompts,
-            generate=super()._generate,
+            generate=self._generate_round,
             score=super()._calculate_rewards,
         )
         self._adaptive_batch = batch
         for column, values in batch.extra_logs.items():
             self._pending_extra_logs[column] = values
         return batch.generation
+
+    def _generate_round(self, prompts, group: int):
+        """GRPOTrainer's `_generate` for one of Reinforce-Ada's rounds, whose rows hold each prompt ``group`` times
+        in a row (not `num_generations`)."""
+        self._round_group = group
+        try:
+            return super()._generate(prompts)
+        finally:
+            self._round_group = None
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs):
+        # TRL's vLLM server mode asks for num_generations completions of every num_generations-th gathered row
+        # (trl_ext.adaptive.served_rows): in a round that size is round_repeat. Colocate and transformers ignore it.
+        if self._round_group is not None:
+            num_generations = self._round_group
+        return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, *args, **kwargs)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         if self._adaptive_batch is not None:  # scored during the rounds: reward functions are not called twice

@@ -110,17 +110,25 @@ def test_settings_the_rounds_cannot_honour_are_refused(tmp_path):
         tiny_config(ReinforceRejConfig, tmp_path, algorithm="reinforce_ada_pos", max_rounds=0, loss_type="dapo")
 
 
-def test_vllm_is_refused_with_adaptive_sampling():
+def _fake_trainer(**overrides):
+    values = dict(
+        args=type("A", (), {"use_vllm": True, "vllm_mode": "server", "algorithm": "reinforce_ada_pos"})(),
+        accelerator=type("Acc", (), {"num_processes": 2})(), rollout_func=None, tools=None, environment_factories=None,
+    )
+    values.update(overrides)
+    return type("Fake", (), values)()
+
+
+def test_vllm_is_accepted_and_multi_turn_generation_refused_with_adaptive_sampling():
     from trl_ext import adaptive
 
-    class Fake:
-        args = type("A", (), {"use_vllm": True, "algorithm": "reinforce_ada_pos"})()
-        accelerator = type("Acc", (), {"num_processes": 2})()
-        rollout_func, tools, environment_factories = None, None, None
-
-    with pytest.raises(ValueError, match="transformers generation only; not with: use_vllm=True") as refusal:
-        adaptive.check_adaptive_supported(Fake())
-    assert "process" not in str(refusal.value)  # several processes are supported
+    adaptive.check_adaptive_supported(_fake_trainer())  # vLLM (server or colocate) on several processes: fine
+    with pytest.raises(ValueError, match=r"single-turn generation \(transformers or vLLM\) only; not with: a "
+                                         r"rollout_func \(it generates whole groups") as refusal:
+        adaptive.check_adaptive_supported(_fake_trainer(rollout_func=lambda prompts, trainer: {}))
+    assert "reinforce_rej" in str(refusal.value)
+    with pytest.raises(ValueError, match="not with: tools or environments"):
+        adaptive.check_adaptive_supported(_fake_trainer(tools=[print]))
 
 
 def test_hard_drop_gives_the_masked_gradient(tmp_path, tiny_tokenizer):

@@ -3,7 +3,8 @@
     python -m minimal_rl_e2e.trl_vllm ALGORITHM MODEL_DIR OUT_DIR [--steps 3] [--learning-rate 1e-3]
 
 ALGORITHM: ``raft_pp`` (RaftTrainer with importance sampling) or a ReinforceRejTrainer algorithm
-(``reinforce_rej``). One process per run: the colocated vLLM engine lives in this process (TRL reaches
+(``reinforce_rej``, or ``reinforce_ada_balance``: Reinforce-Ada's rounds, several vLLM generations per step).
+One process per run: the colocated vLLM engine lives in this process (TRL reaches
 into ``llm.llm_engine.model_executor.driver_worker``) together with torch.distributed state, so runs do
 not share a process.
 
@@ -12,10 +13,15 @@ At every training step k a callback records, for one fixed prompt + completion:
   must push to vLLM before generating step k's samples);
 - ``vllm_at[k]``: the same log-probs from the colocated vLLM engine after step k generated (its
   ``prompt_logprobs``), i.e. from the weights it really generated step k from.
-TRL syncs before each generation whose global step differs from the last synced one, so vLLM generates
-step 1 from the initial weights and step k from the weights after step k-1: ``vllm_at[k]`` must match
+TRL syncs (recorded in ``syncs``) before each generation whose global step differs from the last synced one,
+so vLLM generates step 1 from the initial weights and step k from the weights after step k-1: ``vllm_at[k]`` must match
 ``hf_before[k]`` at every step and move away from the initial values as training goes. The result
 (with TRL's per-step logs) is written to ``OUT_DIR/result.json``.
+
+For an adaptive algorithm it also records every row of each step's training batch (``rows[k]``): its prompt
+and completion, the dataset answer and the reward math_verify_reward gives the completion, its advantage and
+whether it is in the loss, and the completion's per-token log-probs as vLLM sampled them (the importance-sampling
+correction's input) and as the policy computes them (transformers, the weights vLLM generated from).
 """
 
 from __future__ import annotations
@@ -65,6 +71,42 @@ def vllm_logprobs(llm, ids: list[int], n_prompt: int) -> list[float]:
     params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0)
     out = llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)[0]
     return [out.prompt_logprobs[i][ids[i]].logprob for i in range(n_prompt, len(ids))]
+
+
+def capture_rows(trainer, rows_by_step: dict) -> None:
+    """Wrap the trainer's `_generate_and_score_completions` to record each training batch's rows (see above)."""
+    from minimal_rl.reward import math_verify_reward
+    from trl_ext.hard_drop import LOSS_MASK_KEY
+
+    original = trainer._generate_and_score_completions
+    tokenizer = trainer.processing_class
+
+    def wrapped(inputs):
+        output = original(inputs)
+        if not trainer.model.training:
+            return output
+        rows = []
+        for i, row in enumerate(inputs):
+            prompt = output["prompt_ids"][i][output["prompt_mask"][i].bool()].tolist()
+            completion = output["completion_ids"][i][output["completion_mask"][i].bool()].tolist()
+            sampled = output.get("sampling_per_token_logps")
+            rows.append({
+                "problem": row["prompt"][-1]["content"],
+                "prompt": tokenizer.decode(prompt),
+                "completion": tokenizer.decode(completion, skip_special_tokens=True),
+                "answer": row["answer"],
+                "advantage": float(output["advantages"][i]),
+                "in_loss": bool(output[LOSS_MASK_KEY][i].any()),
+                "vllm_logprobs": None if sampled is None else sampled[i][: len(completion)].tolist(),
+                "hf_logprobs": hf_logprobs(trainer.model, prompt + completion, len(prompt)),
+            })
+        rewards = math_verify_reward([r["completion"] for r in rows], answer=[r["answer"] for r in rows])
+        for r, reward in zip(rows, rewards):
+            r["reward"] = reward
+        rows_by_step[trainer.state.global_step + 1] = rows
+        return output
+
+    trainer._generate_and_score_completions = wrapped
 
 
 def build_trainer(algorithm: str, model_dir: Path, out_dir: Path, steps: int, learning_rate: float, callbacks):
@@ -153,6 +195,19 @@ def main(argv: list[str] | None = None) -> int:
 
     trainer = build_trainer(args.algorithm, args.model_dir, args.out_dir, args.steps, args.learning_rate, [Probe()])
     holder["trainer"] = trainer
+    from minimal_rl.table import get_algorithm
+
+    if get_algorithm(args.algorithm).adaptive:
+        record["rows"] = {}
+        capture_rows(trainer, record["rows"])
+    record["syncs"] = []  # the global step at every weight push to vLLM
+    sync = trainer.vllm_generation.sync_weights
+
+    def counted_sync():
+        record["syncs"].append(trainer.state.global_step)
+        sync()
+
+    trainer.vllm_generation.sync_weights = counted_sync
     holder["fixed"] = _fixed_sequence(trainer.processing_class)
     record["setup_s"] = time.perf_counter() - start
     record["hf_initial"] = hf_logprobs(trainer.model, *holder["fixed"])
