@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import threading
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -96,9 +95,6 @@ async def _verify_async(solution: str, golds: list[str], timeout_s: float | None
     pool = pool_module.get_pool(pool_size)
     try:
         result = await pool.verify_async(solution, golds, timeout_s)
-    except NotImplementedError:  # an event loop without add_reader: verify from a thread instead
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, _verify_sync, solution, golds, timeout_s, pool_size)
     except Exception as exc:  # noqa: BLE001
         return _failed(exc)
     if result is None:
@@ -233,23 +229,6 @@ def is_correct(solution: Any, ground_truth: Any, timeout_s: float | None = DEFAU
     return bool(item.verdict)
 
 
-_BATCH_EXECUTOR: Any = None
-_BATCH_EXECUTOR_SIZE = 0
-_BATCH_EXECUTOR_LOCK = threading.Lock()
-
-
-def _batch_executor(workers: int):
-    """Threads that wait on helpers for a batch (they spend their time in poll, not holding the GIL)."""
-    global _BATCH_EXECUTOR, _BATCH_EXECUTOR_SIZE
-    with _BATCH_EXECUTOR_LOCK:
-        if _BATCH_EXECUTOR is None or _BATCH_EXECUTOR_SIZE < workers:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _BATCH_EXECUTOR = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minimal_rl-reward")
-            _BATCH_EXECUTOR_SIZE = workers
-        return _BATCH_EXECUTOR
-
-
 def verify_many(solutions: Iterable[Any], ground_truths: Iterable[Any], timeout_s: float | None = DEFAULT_TIMEOUT_S,
                 pool_size: int | None = None) -> list[tuple[bool, str]]:
     """(correct, status) for each pair, the ones that need Math-Verify verified in parallel by the helper
@@ -261,8 +240,13 @@ def verify_many(solutions: Iterable[Any], ground_truths: Iterable[Any], timeout_
             item.finish(*_guarded(verify_on_main_thread, item.text, item.golds, timeout_s))
     elif pending:
         pool = pool_module.get_pool(pool_size)
-        executor = _batch_executor(2 * pool.size)  # callers enough to keep every helper busy and overflow started
-        results = list(executor.map(lambda it: _guarded(pool.verify, it.text, it.golds, timeout_s), pending))
+        futures = [pool.submit(item.text, item.golds, timeout_s) for item in pending]
+        try:
+            results = [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()  # the ones not sent yet (Ctrl-C while waiting)
+            raise
         for item, result in zip(pending, results):
             if result is None:
                 result = _guarded(_fallback, item.text, item.golds, timeout_s, pool.unavailable_cause() or "unknown cause")
@@ -303,11 +287,9 @@ def math_verify_reward(
 
 
 def _after_fork_in_child() -> None:
-    global _BATCH_EXECUTOR, _BATCH_EXECUTOR_LOCK
     pool_module.after_fork()
     stats.after_fork()
     verdict_module.after_fork()
-    _BATCH_EXECUTOR, _BATCH_EXECUTOR_LOCK = None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -116,7 +116,10 @@ def main(args: dict) -> None:
         ready = ("ready", os.getpid(), "")
     except BaseException as exc:  # noqa: BLE001
         ready = ("failed", os.getpid(), f"{type(exc).__name__}: {exc}")
-    _write_all_blocking(wfd, frame(pickle.dumps(ready)))
+    try:
+        _write_all_blocking(wfd, frame(pickle.dumps(ready)))
+    except BrokenPipeError:  # the parent exited while this helper started
+        return
     if ready[0] != "ready":
         return
 

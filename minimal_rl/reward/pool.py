@@ -1,38 +1,41 @@
-"""The helper pool: helper processes shared by every thread and event loop of this process.
+"""The helper pool: helper processes shared by every thread and event loop of this process, fed by one
+dispatcher thread.
 
-No lock is held across a verification: a caller takes an idle helper (or waits for one), talks to it
-alone (`channel.Helper`) and gives it back. A helper that overran its item's budget by ``GRACE_S`` is
-killed and replaced in the background; an item whose helper died under it is retried once.
+A caller submits an answer and waits on a future (a thread: ``Future.result``; a coroutine:
+``asyncio.wrap_future``, no thread per call). The dispatcher owns every helper's pipes and polls them all at
+once: when a helper answers, it reads the verdict, hands it to the caller's future and gives the helper the
+next waiting answer in the same step (no round trip through a caller's thread). It kills a helper whose
+answer overran its budget by ``GRACE_S`` and replaces it, retries once an answer whose helper died under it,
+and starts helpers as demand needs them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
-import functools
 import itertools
 import os
 import pickle
+import select
 import threading
 import time
 from collections import deque
-from typing import Any
+from concurrent.futures import Future
 
 from minimal_rl.reward import stats
-from minimal_rl.reward.bounded import GRACE_S
-from minimal_rl.reward.channel import HELPER_START_TIMEOUT_S, Helper, Waiter, start_helper
+from minimal_rl.reward.channel import NO_TIMEOUT_HARD_LIMIT_S, Helper, Job, start_helper  # noqa: F401 (re-exported)
 from minimal_rl.reward.helper import EOF
 from minimal_rl.reward.stats import count, logger, note_duration
 
-NO_TIMEOUT_HARD_LIMIT_S = 600.0
-# While callers wait and no helper has gone to a caller for this long (every helper is on a slow item), one
-# more helper is started for each waiting caller (up to max_pool_size; they stay): a caller waits about
-# OVERFLOW_AFTER_S plus a helper's start-up (~0.7 s) behind slow items, under one default budget (5 s).
-# Math-Verify takes milliseconds on ordinary answers, so this fires only when all helpers are on slow ones.
+# While answers wait and none has left the queue for this long (every helper is on a slow answer), one more
+# helper is started (up to max_pool_size; they stay), and another after each further OVERFLOW_AFTER_S the
+# queue stays stuck. Math-Verify takes milliseconds on ordinary answers, so this fires only when all helpers
+# are on slow ones.
 OVERFLOW_AFTER_S = 2.0
-# How many waiting callers a free helper looks through for one whose gold it has parsed already.
+# How many waiting answers a free helper looks through for one whose gold it has parsed already.
 AFFINITY_WINDOW = 8
+RETRY_START_AFTER_S = 5.0  # after a failed helper start, before the next try while others run
+
 
 def default_pool_size() -> int:
     """Helpers per process by default: the CPUs this process may run on (at most 32)."""
@@ -42,7 +45,7 @@ def default_pool_size() -> int:
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cpus = os.cpucount() or 1
+        cpus = os.cpu_count() or 1
     return max(1, min(cpus, 32))
 
 
@@ -53,88 +56,125 @@ def default_max_size(size: int, max_size: int | None = None) -> int:
 
 
 class HelperPool:
-    """Helper processes shared by every thread and event loop of this process.
+    """Helper processes shared by every thread and event loop of this process (see the module docstring).
 
-    No lock is held across a verification: a caller takes an idle helper (or waits for one), talks to it
-    alone, and gives it back. Helpers start lazily as concurrent demand needs them, up to ``size``; a
-    caller that waits while every helper is on a slow item (the queue stopped) starts one more each, up to ``max_size``.
+    Helpers start lazily as demand needs them, up to ``size``; while answers wait and the queue has stopped
+    moving (every helper on a slow answer), one more starts for each, up to ``max_size``.
     """
 
     def __init__(self, size: int, max_size: int | None = None) -> None:
         self.size = max(1, int(size))
         self.max_size = default_max_size(self.size, max_size)
         self._lock = threading.Lock()
-        self._idle: list[Helper] = []
-        self._busy: set[Helper] = set()
+        self._helpers: list[Helper] = []
         self._starting = 0
-        self._waiters: deque[Waiter] = deque()
-        self._waiting = 0  # waiters not yet served or given up
+        self._queue: deque[Job] = deque()
+        self._queue_moved = time.monotonic()  # when an answer last left the queue (or the queue filled)
         self._unavailable: str | None = None
         self._retry_at = 0.0
         self._failed_at = -1e9
-        self._last_handover = time.monotonic()  # when a helper last went to a caller (the queue moved)
         self._ids = itertools.count()
         self._closed = False
-        self._monitor: threading.Thread | None = None
-        self._monitor_wake = threading.Condition(self._lock)
+        self._dispatcher: threading.Thread | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
 
-    # ---- bookkeeping (under the lock)
+    # ---- what callers use
+    def submit(self, solution: str, golds: list[str], timeout_s: float | None) -> Future:
+        """Queue one answer; its future gives (verdict, status), or None when no helper can run."""
+        job = Job(solution, golds, timeout_s)
+        with self._lock:
+            if self._unavailable is not None and time.monotonic() >= self._retry_at:
+                self._unavailable = None  # try again
+            if self._unavailable is not None or self._closed:
+                job.finish(None)
+                return job.future
+            if not self._queue:
+                self._queue_moved = time.monotonic()
+            self._queue.append(job)
+            self._grow()
+            self._start_dispatcher()
+        self._wake()
+        return job.future
+
+    def verify(self, solution: str, golds: list[str], timeout_s: float | None) -> tuple[bool, str] | None:
+        future = self.submit(solution, golds, timeout_s)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # still queued: never sent (once sent, its verdict is dropped)
+            raise
+
+    async def verify_async(self, solution: str, golds: list[str], timeout_s: float | None) -> tuple[bool, str] | None:
+        return await asyncio.wrap_future(self.submit(solution, golds, timeout_s))
+
     def alive(self) -> int:
-        """Helpers whose process is running (one that died idle is replaced when next picked)."""
+        """Helpers whose process is running."""
         with self._lock:
-            return sum(h.proc.poll() is None for h in itertools.chain(self._idle, self._busy))
+            return sum(h.proc.poll() is None for h in self._helpers)
 
-    def _live(self) -> int:
-        return len(self._idle) + len(self._busy) + self._starting
+    def unavailable_cause(self) -> str | None:
+        with self._lock:
+            if self._unavailable is not None and time.monotonic() >= self._retry_at:
+                self._unavailable = None
+            return self._unavailable
 
-    def _grow_if_needed(self) -> None:
-        """Start helpers while callers wait: up to ``size`` as demand needs them. Beyond that (up to
-        ``max_size``) only when the queue has stopped moving: no helper has handed over an item for
-        OVERFLOW_AFTER_S, i.e. every one is on a slow item; then one for each waiting caller, so that none
-        waits behind a queue of slow budgets. A queue that moves (one slow item, a long backlog) starts none:
-        a helper's start costs ~0.7 s of CPU, which a short run would pay for nothing."""
-        if self._closed or self._unavailable is not None or time.monotonic() - self._failed_at < 5.0:
-            return
-        if self._live() < self.size:
-            while self._waiting > self._starting and self._live() < self.size:
+    def warm_up(self, n: int | None = None, timeout_s: float = 120.0) -> int:
+        """Start helpers now (default: ``size``) and wait until they are ready; returns how many are alive."""
+        n = self.size if n is None else min(int(n), self.max_size)
+        with self._lock:
+            for _ in range(max(0, n - len(self._helpers) - self._starting)):
                 self._spawn()
-        elif time.monotonic() - self._last_handover > OVERFLOW_AFTER_S:
-            while self._waiting > self._starting and self._live() < self.max_size:
-                self._spawn(overflow=True)
+            self._start_dispatcher()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._starting == 0:
+                    break
+            time.sleep(0.02)
+        return self.alive()
 
-    def _watch(self) -> None:
-        """One thread per pool, awake only while callers wait: starts overflow helpers when the queue stops."""
+    def close(self) -> None:
         with self._lock:
-            while not self._closed:
-                if self._waiting:
-                    self._grow_if_needed()
-                    self._monitor_wake.wait(0.2)
-                else:
-                    self._monitor_wake.wait()
-
-    def _add_waiter(self, waiter: Waiter) -> None:
-        self._waiters.append(waiter)
-        self._waiting += 1
-        self._grow_if_needed()
-        if self._monitor is None:
-            self._monitor = threading.Thread(target=self._watch, name="minimal_rl-reward-pool", daemon=True)
-            self._monitor.start()
-        self._monitor_wake.notify()
-
-    def _assign(self, waiter: Waiter, helper: Helper | None) -> bool:
-        if waiter.done:  # gave up already (and was counted out then)
-            return False
-        self._waiting -= 1  # done after this, served or not (a closed event loop)
-        return waiter.assign(helper)
-
-    def _give_up(self, waiter: Waiter) -> Helper | None:
-        """A waiter leaves (cancelled): None, or the helper it was handed meanwhile."""
+            self._closed = True
+            for job in self._queue:
+                job.finish(None)
+            self._queue.clear()
+            dispatcher = self._dispatcher
+        self._wake()
+        if dispatcher is not None and dispatcher is not threading.current_thread():
+            dispatcher.join(5.0)
         with self._lock:
-            if not waiter.done:
-                waiter.done = True
-                self._waiting -= 1
-                return None
-            return waiter.helper
+            helpers, self._helpers = self._helpers, []
+        for helper in helpers:
+            if helper.current is not None:
+                helper.current.finish(None)
+            helper.close(kill=helper.current is not None)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # ---- helpers starting (under the lock)
+    def _grow(self) -> None:
+        """Start helpers while answers wait: up to ``size`` as demand needs them. Beyond (up to ``max_size``) one
+        more each time the queue has not moved for OVERFLOW_AFTER_S (every helper on a slow answer). One at a
+        time: slow answers are mostly CPU-bound, so a helper beyond the cores slows every other one (verl
+        submits a whole batch at once; one helper per waiting answer would start ``max_size`` at once and
+        push slow answers past their wall-clock budget). A queue that moves starts none: a start costs
+        ~0.7 s of CPU, which a short run would pay for nothing."""
+        now = time.monotonic()
+        if self._closed or self._unavailable is not None or now - self._failed_at < RETRY_START_AFTER_S:
+            return
+        live = len(self._helpers) + self._starting
+        while len(self._queue) > self._starting and live < self.size:
+            self._spawn()
+            live += 1
+        if self._queue and live < self.max_size and now - self._queue_moved > OVERFLOW_AFTER_S:
+            self._spawn(overflow=True)
+            self._queue_moved = now  # the next one only if the queue is still stuck OVERFLOW_AFTER_S from now
 
     def _spawn(self, overflow: bool = False) -> None:
         self._starting += 1
@@ -149,14 +189,14 @@ class HelperPool:
             with self._lock:
                 self._starting -= 1
                 self._failed_at = time.monotonic()
-                if self._idle or self._busy or self._starting:
+                if self._helpers or self._starting:
                     logger.warning("minimal_rl.reward: could not start an extra helper process: %s", exc)
                     return
                 self._unavailable = f"{type(exc).__name__}: {exc}"
                 self._retry_at = time.monotonic() + 60.0
-                waiters, self._waiters = list(self._waiters), deque()
-                for waiter in waiters:
-                    self._assign(waiter, None)
+                for job in self._queue:
+                    job.finish(None)
+                self._queue.clear()
             return
         count("helpers_started")
         helper.overflow = overflow
@@ -166,229 +206,139 @@ class HelperPool:
             if self._closed:
                 helper.close(kill=True)
                 return
-            self._hand_over(helper)
+            self._helpers.append(helper)
+        self._wake()
 
-    def _hand_over(self, helper: Helper) -> None:
-        # Prefer a caller among the next few whose gold this helper has parsed already (the responses of one
-        # prompt arrive together), else the one waiting longest.
-        for i in range(min(len(self._waiters), AFFINITY_WINDOW)):
-            waiter = self._waiters[i]
-            if not waiter.done and waiter.gold in helper.golds:
-                del self._waiters[i]
-                if self._assign(waiter, helper):
-                    self._mark_busy(helper)
-                    return
-                break
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if self._assign(waiter, helper):
-                self._mark_busy(helper)
-                return
-        if self._live() >= self.max_size:
-            helper.close(kill=False)  # the pool shrank (configure)
-            return
-        helper.busy_since = None
-        self._idle.append(helper)
+    def _start_dispatcher(self) -> None:
+        if self._dispatcher is None:
+            self._dispatcher = threading.Thread(target=self._dispatch_forever, name="minimal_rl-reward-pool", daemon=True)
+            self._dispatcher.start()
 
-    def _mark_busy(self, helper: Helper) -> None:
-        helper.busy_since = self._last_handover = time.monotonic()
-        self._busy.add(helper)
-        stats.note_busy(len(self._busy))
-
-    def unavailable_cause(self) -> str | None:
-        with self._lock:
-            if self._unavailable is not None and time.monotonic() >= self._retry_at:
-                self._unavailable = None  # try again
-            return self._unavailable
-
-    # ---- taking and giving back
-    def _take_or_wait(self, waiter: Waiter) -> Helper | None | Waiter:
-        with self._lock:
-            if self._unavailable is not None and time.monotonic() >= self._retry_at:
-                self._unavailable = None
-            if self._unavailable is not None or self._closed:
-                return None
-            if self._idle:
-                index = next((i for i, h in enumerate(self._idle) if waiter.gold in h.golds), -1)
-                helper = self._idle.pop(index)
-                self._mark_busy(helper)
-                return helper
-            self._add_waiter(waiter)
-            return waiter
-
-    def acquire(self, gold: str | None = None) -> Helper | None:
-        """An exclusive helper (preferably one that has parsed ``gold``), or None when helpers cannot start."""
-        waiter = Waiter(gold=gold)
-        got = self._take_or_wait(waiter)
-        if got is not waiter:
-            return got
-        with self._until_served(waiter):
-            waiter.event.wait()
-        return waiter.helper
-
-    async def acquire_async(self, gold: str | None = None) -> Helper | None:
-        waiter = Waiter(asyncio.get_running_loop(), gold)
-        got = self._take_or_wait(waiter)
-        if got is not waiter:
-            return got
-        with self._until_served(waiter):
-            await waiter.future
-        return waiter.helper
-
-    @contextlib.contextmanager
-    def _until_served(self, waiter: Waiter):
-        """Interrupted while waiting (Ctrl-C, a cancelled await): give the place in the queue up, and hand back a
-        helper that was assigned meanwhile."""
+    def _wake(self) -> None:
         try:
-            yield
-        except BaseException:
-            helper = self._give_up(waiter)
-            if helper is not None:
-                self.release(helper)
-            raise
+            os.write(self._wake_w, b"\0")
+        except OSError:  # full (a wake-up is pending anyway) or closed
+            pass
 
-    def release(self, helper: Helper) -> None:
-        with self._lock:
-            self._busy.discard(helper)
-            if self._closed:
-                helper.close(kill=False)
+    # ---- the dispatcher thread
+    def _dispatch_forever(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                self._check_time(now)
+                self._grow()
+                self._send_queued(now)
+                poller = select.poll()
+                poller.register(self._wake_r, select.POLLIN)
+                by_fd = {}
+                for helper in list(self._helpers):
+                    if helper.wants_write() and not helper.flush():
+                        self._on_death(helper)
+                        continue
+                    by_fd[helper.rfd] = helper
+                    poller.register(helper.rfd, select.POLLIN | (select.POLLOUT if helper.wants_write() else 0))
+                timeout = self._seconds_to_next_event(now)
+            events = poller.poll(None if timeout is None else max(1, int(timeout * 1000) + 1))
+            with self._lock:
+                if self._closed:
+                    return
+                for fd, _ in events:
+                    if fd == self._wake_r:
+                        try:
+                            while os.read(self._wake_r, 4096):
+                                pass
+                        except OSError:
+                            pass
+                        continue
+                    helper = by_fd.get(fd)
+                    if helper is not None and helper in self._helpers:
+                        self._on_readable(helper, time.monotonic())
+
+    def _send_queued(self, now: float) -> None:
+        """Give waiting answers to idle helpers, preferring a helper that has parsed the answer's gold."""
+        if not self._queue:
+            return
+        for helper in [h for h in self._helpers if h.proc.poll() is not None]:
+            self._on_death(helper)  # exited while idle (killed from outside): not an answer's fault
+        idle = [h for h in self._helpers if h.current is None]
+        while self._queue and idle:
+            job = self._queue.popleft()
+            self._queue_moved = now
+            if not job.running:
+                if not job.future.set_running_or_notify_cancel():
+                    continue  # its caller gave up while it waited
+                job.running = True
+            gold = job.golds[0] if job.golds else None
+            helper = next((h for h in idle if gold in h.golds), idle[0])
+            idle.remove(helper)
+            rid = next(self._ids)
+            payload = pickle.dumps((rid, job.solution, job.golds, job.timeout_s), protocol=pickle.HIGHEST_PROTOCOL)
+            helper.push(job, rid, payload, now)
+        stats.note_busy(sum(1 for h in self._helpers if h.current is not None))
+
+    def _on_readable(self, helper: Helper, now: float) -> None:
+        frames = helper.read_frames()
+        if frames is EOF:
+            self._on_death(helper)
+            return
+        for frame in frames:
+            job, helper.current = helper.current, None
+            try:
+                rid, verdict, status = pickle.loads(frame)
+            except Exception:  # noqa: BLE001 - cannot happen; be safe
+                rid = verdict = status = None
+            if job is None or rid != helper.rid:  # cannot happen either: one answer per helper at a time
+                if job is not None:
+                    job.finish((False, "error"))
+                self._remove(helper, kill=True)
                 return
-            self._hand_over(helper)
-
-    def discard(self, helper: Helper) -> None:
-        """Kill a helper that overran or died; start a replacement in the background."""
-        count("helpers_replaced")
-        with self._lock:
-            self._busy.discard(helper)
-            helper.close(kill=True)
-            if not self._closed and self._live() < self.size:
-                self._spawn()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            waiters, self._waiters = list(self._waiters), deque()
-            for waiter in waiters:
-                self._assign(waiter, None)
-            self._monitor_wake.notify_all()
-        for helper in idle:
+            note_duration(now - helper.started)
+            job.finish((bool(verdict), status))
+        if helper.current is None and len(self._helpers) + self._starting > self.max_size:
+            self._helpers.remove(helper)  # the pool shrank (configure): retire it
             helper.close(kill=False)
 
-    def warm_up(self, n: int | None = None, timeout_s: float = HELPER_START_TIMEOUT_S) -> int:
-        """Start helpers now (default: ``size``) and wait until they are ready; returns how many are alive."""
-        n = self.size if n is None else min(int(n), self.max_size)
-        with self._lock:
-            for _ in range(max(0, n - self._live())):
-                self._spawn()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._starting == 0:
-                    break
-            time.sleep(0.02)
-        return self.alive()
+    def _on_death(self, helper: Helper) -> None:
+        """A helper exited (crashed, killed from outside): its answer is retried once on another, and a
+        replacement starts."""
+        job = helper.current
+        self._remove(helper, kill=True)
+        if job is None:
+            return
+        count("helper_died")
+        job.attempts += 1
+        if job.attempts >= 2:
+            job.finish((False, "helper_died"))
+        else:
+            self._queue.appendleft(job)
 
-    # ---- one verification
-    def _request(self, helper: Helper, solution: str, golds: list[str], timeout_s: float | None) -> tuple[int, bytes, float]:
-        for gold in golds:
-            helper.golds[gold] = None
-            helper.golds.move_to_end(gold)
-        while len(helper.golds) > 4096:
-            helper.golds.popitem(last=False)
-        rid = next(self._ids)
-        limit = (NO_TIMEOUT_HARD_LIMIT_S if timeout_s is None else timeout_s) + GRACE_S
-        return rid, pickle.dumps((rid, solution, golds, timeout_s), protocol=pickle.HIGHEST_PROTOCOL), limit
+    def _remove(self, helper: Helper, kill: bool) -> None:
+        count("helpers_replaced")
+        if helper in self._helpers:
+            self._helpers.remove(helper)
+        helper.close(kill=kill)
+        if not self._closed and len(self._helpers) + self._starting < self.size:
+            self._spawn()
 
-    def _outcome(self, helper: Helper, rid: int, frame: Any) -> tuple[bool, str] | None:
-        """The verdict, or None when the helper died (the caller retries once)."""
-        if frame is None:
-            self.discard(helper)
-            return False, "timeout"
-        if frame is EOF:
-            count("helper_died")
-            self.discard(helper)
-            return None
-        try:
-            got_rid, verdict, status = pickle.loads(frame)
-        except Exception:  # noqa: BLE001 - cannot happen; be safe
-            got_rid = verdict = status = None
-        if got_rid != rid:  # cannot happen either: one caller per helper
-            self.discard(helper)
-            return False, "error"
-        self.release(helper)
-        return bool(verdict), status
+    def _check_time(self, now: float) -> None:
+        """Kill a helper whose answer overran its limit (timeout + GRACE_S): that answer is wrong ("timeout")."""
+        for helper in list(self._helpers):
+            job = helper.current
+            if job is not None and now - helper.started > job.limit:
+                note_duration(now - helper.started)
+                job.finish((False, "timeout"))
+                helper.current = None
+                self._remove(helper, kill=True)
 
-    def _found_dead(self, helper: Helper) -> bool:
-        """A helper that exited while idle (killed from outside, OOM): replaced, not the item's fault."""
-        if helper.proc.poll() is None:
-            return False
-        self.discard(helper)
-        return True
-
-    def _protocol(self, solution: str, golds: list[str], timeout_s: float | None):
-        """One item's exchange with the pool, written once for the sync and the async caller: a generator that
-        yields ``("acquire", gold)`` and ``("exchange", helper, data, deadline)`` and is sent their results
-        (a helper or None; the reply frame or EOF). Returns (verdict, status), or None when helpers cannot
-        start (use the fallback). An item whose helper dies under it is retried once on another."""
-        attempts = 0
-        while attempts < 2:
-            helper = yield ("acquire", golds[0] if golds else None)
-            if helper is None:
-                return None
-            if self._found_dead(helper):
-                continue
-            attempts += 1
-            rid, data, limit = self._request(helper, solution, golds, timeout_s)
-            started = time.monotonic()
-            frame = yield ("exchange", helper, data, started + limit)
-            if frame is not EOF:
-                note_duration(time.monotonic() - started)
-            outcome = self._outcome(helper, rid, frame)
-            if outcome is not None:
-                return outcome
-        return False, "helper_died"
-
-    @contextlib.contextmanager
-    def _discard_if_interrupted(self, helper: Helper):
-        """A helper interrupted mid-exchange (Ctrl-C, a cancelled await) may still answer later: discarded."""
-        try:
-            yield
-        except BaseException:
-            self.discard(helper)
-            raise
-
-    def _exchange(self, helper: Helper, data: bytes, deadline: float) -> Any:
-        with self._discard_if_interrupted(helper):
-            return helper.exchange(data, deadline)
-
-    async def _exchange_async(self, loop: asyncio.AbstractEventLoop, helper: Helper, data: bytes, deadline: float) -> Any:
-        with self._discard_if_interrupted(helper):
-            return await helper.exchange_async(loop, data, deadline)
-
-    def verify(self, solution: str, golds: list[str], timeout_s: float | None) -> tuple[bool, str] | None:
-        steps = self._protocol(solution, golds, timeout_s)
-        handlers = {"acquire": self.acquire, "exchange": self._exchange}
-        reply = None
-        while True:
-            try:
-                kind, *args = steps.send(reply)
-            except StopIteration as done:
-                return done.value
-            reply = handlers[kind](*args)
-
-    async def verify_async(self, solution: str, golds: list[str], timeout_s: float | None) -> tuple[bool, str] | None:
-        loop = asyncio.get_running_loop()
-        steps = self._protocol(solution, golds, timeout_s)
-        handlers = {"acquire": self.acquire_async, "exchange": functools.partial(self._exchange_async, loop)}
-        kind, *args = next(steps)
-        while True:
-            answer = await handlers[kind](*args)
-            try:
-                kind, *args = steps.send(answer)
-            except StopIteration as done:
-                return done.value
-
+    def _seconds_to_next_event(self, now: float) -> float | None:
+        """Until the next limit or overflow check (None: only a wake-up or a reply)."""
+        times = [h.started + h.current.limit for h in self._helpers if h.current is not None]
+        growth = max(self._queue_moved + OVERFLOW_AFTER_S, self._failed_at + RETRY_START_AFTER_S)
+        if self._queue and growth > now:  # once passed, `_grow` has acted on it
+            times.append(growth)
+        return max(0.0, min(times) - now) if times else None
 
 _POOL: HelperPool | None = None
 _POOL_LOCK = threading.Lock()
@@ -441,8 +391,13 @@ def after_fork() -> None:
     global _POOL, _POOL_LOCK
     pool = _POOL
     if pool is not None:
-        for helper in list(pool._idle) + list(pool._busy):
+        for helper in list(pool._helpers):
             helper.close_fds()
+        for fd in (pool._wake_r, pool._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
     _POOL, _POOL_LOCK = None, threading.Lock()
 
 

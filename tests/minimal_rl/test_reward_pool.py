@@ -128,7 +128,8 @@ def test_a_caller_waits_at_most_about_one_items_budget(pool, tmp_path):
         assert not any(f.done() for f in slow)
         release.touch()
         assert [f.result()["score"] for f in slow] == [1.0] * 3
-    assert reward.reward_stats()["helpers_started"] >= 2  # the overflow helpers
+    # both first helpers are blocked, so an overflow helper answered it (one may serve both waiting items)
+    assert reward.reward_stats()["helpers_started"] >= 1
 
 
 def test_threads_verify_in_parallel(pool, tmp_path):
