@@ -18,9 +18,13 @@ The machine's own parallelism is measured in the same run (the same pure-Python 
 ``cores`` processes at once), because a shared machine rarely gives a process all of its cores.
 
 Each scorer runs ``--repeats`` times, interleaved; the table keeps each one's fastest repeat. Every timed
-run starts cold: our gold cache and sympy's cache emptied in this process, our helpers restarted, pebble's
-pool re-forked (a forked worker would otherwise inherit everything this process parsed before); verl's
-pool is warmed up first and keeps its workers (its caches stay warm across repeats).
+run starts with cold caches for its problems: our gold cache and sympy's cache emptied in this process, our
+helpers restarted, pebble's pool re-forked (a forked worker would otherwise inherit everything this process
+parsed before); verl's pool is warmed up first and keeps its workers (its caches stay warm across repeats).
+Every process starts with warm parsers: this one and each new helper verify ``WARM_UP_PER_PROCESS`` answers
+to other problems before the clock (a new process's first few hundred answers are slower while Math-Verify's
+LaTeX parser builds its tables, which a training run pays once: without this, the helpers paid it in every
+timed run and the main thread never did).
 
 Two mixes, one table each, in one run: ``boxed`` (answers in ``\\boxed{}``) and ``text`` (answers in running
 text, no box: Math-Verify reads the whole response; the fast path answers none). Where pebble is installed,
@@ -45,6 +49,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+WARM_UP_PER_PROCESS = 128  # untimed answers (other problems) each process verifies before the clock
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PATHOLOGICAL = [  # the first one runs into every timeout
     ("We expand the power tower. \\boxed{9^{9^{9^{9}}}}", "9^{9^{9^{8}}}"),  # sympy runs for minutes
@@ -52,6 +57,13 @@ PATHOLOGICAL = [  # the first one runs into every timeout
     ("\\frac{1}{(((((" * 20000 + " so \\boxed{3}", "3"),  # degenerate repetition, 280 kB
     ("Expanding: \\boxed{(x+1)^{200} - (x-1)^{200}}", "2"),  # a slow symbolic comparison
 ]
+
+
+def warm_up_responses(data_dir: Path, n: int, mix: str) -> list[tuple[str, str]]:
+    """``n`` responses of the same kinds on other problems than any timed run's (the tail of the same shuffled
+    rows), for warming a process's parsers before the clock."""
+    rows = sum(len((data_dir / f"{name}.jsonl").read_text().splitlines()) for name in ("math500", "gsm8k"))
+    return make_responses(data_dir, 4 * rows, 0, mix=mix)[-n:]
 
 
 def _body(row: dict, rng: random.Random) -> str:
@@ -358,13 +370,19 @@ def run_mix(args, mix: str, cores: int) -> list[str]:
         LOCAL_GOLD_CACHE.clear()
         clear_cache()
 
+    warm = warm_up_responses(args.data, WARM_UP_PER_PROCESS * reward.default_pool_size(), mix)
+
     def fresh_pool(fast_path=True, helpers=True):
-        """Cold caches for every timed run of ours; helpers started (not timed) when the run uses them."""
+        """Cold caches for every timed run of ours; when the run uses helpers, new ones started and warmed (not
+        timed) with answers to other problems, as this process's parsers are warm from the untimed warm-up:
+        a new process's first few hundred answers are slower (Math-Verify's LaTeX parser builds its tables),
+        which a training run pays once, not per step."""
         reward.shutdown()
         reward.configure(fast_path=fast_path)
-        cold()
         if helpers:
             reward.warm_up()
+            reward.verify_many([s for s, _ in warm], [g for _, g in warm], timeout_s=args.timeout)
+        cold()
 
     pebble_holder: list = [None if "pebble" in skip else make_pebble_pool(reward.default_pool_size())]
     pebble_pool = pebble_holder[0]
@@ -410,7 +428,7 @@ def run_mix(args, mix: str, cores: int) -> list[str]:
     # not timed: first imports and the LaTeX grammar's tables in this process, verl's 4 spawn workers
     # (started lazily, each importing verl), pebble's forked workers
     reward.is_correct("$\\boxed{\\frac{1}{2}}$", "0.5")
-    run_math_verify_direct(pairs[:8])
+    run_math_verify_direct(warm[:WARM_UP_PER_PROCESS])
     if "verl" in scorers:
         run_verl_builtin(verl_pairs[: 4 * args.threads], args.threads)
     if "pebble" in scorers:
