@@ -10,7 +10,7 @@ per prompt are kept by the spec's rules, handed to the rest of GRPOTrainer's `_g
 (`minimal_rl.adaptive.pool_baseline`). Uniform pools are left to the sample filter (``drop_uniform``).
 
 Supported: any number of processes (every rank sees every pool and runs the same rounds), transformers or vLLM
-generation (colocate and server), plain (non-tool, non-multimodal) prompts. The rest is refused at construction
+generation (colocate and server), plain (non-tool, non-multimodal: no `image` / `images` column) prompts. The rest is refused at construction
 (`check_adaptive_supported`), never ignored.
 
 vLLM: every round is one more `_generate` call in the same training step, so TRL pushes the weights once per step
@@ -35,6 +35,9 @@ from minimal_rl.filtering import resolve_threshold
 from minimal_rl.table import get_algorithm
 
 
+IMAGE_COLUMNS = frozenset({"image", "images"})  # GRPOTrainer's multimodal columns
+
+
 def check_adaptive_supported(trainer: Any) -> None:
     """Raise ValueError for what trl_ext's adaptive sampling does not do (yet), naming it."""
     algorithm = trainer.args.algorithm
@@ -44,6 +47,9 @@ def check_adaptive_supported(trainer: Any) -> None:
                        "round_repeat responses of the still-active prompts)")
     if trainer.tools or trainer.environment_factories is not None:
         missing.append("tools or environments (multi-turn rows, which the pools do not hold)")
+    columns = getattr(trainer.train_dataset, "column_names", None) or []
+    if IMAGE_COLUMNS & set(columns):
+        missing.append("image prompts (the kept rows would lose their images)")
     if missing:
         raise ValueError(
             f"{algorithm!r} samples adaptively (Reinforce-Ada's rounds), which trl_ext supports with single-turn "
@@ -121,6 +127,8 @@ def sample_adaptively(
     inputs, prompts = _share(list(inputs), num_processes), _share(list(prompts), num_processes)
     if len(prompts) % n:
         raise ValueError(f"adaptive sampling: {len(prompts)} rows is not a multiple of num_generations={n}")
+    if any(IMAGE_COLUMNS & set(row) for row in inputs if isinstance(row, dict)):
+        raise ValueError("adaptive sampling does not support image prompts (the kept rows would lose their images)")
     unique_inputs = inputs[::n]
     unique_prompts = prompts[::n]
     for i, prompt in enumerate(unique_prompts):

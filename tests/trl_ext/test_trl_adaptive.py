@@ -114,6 +114,7 @@ def _fake_trainer(**overrides):
     values = dict(
         args=type("A", (), {"use_vllm": True, "vllm_mode": "server", "algorithm": "reinforce_ada_pos"})(),
         accelerator=type("Acc", (), {"num_processes": 2})(), rollout_func=None, tools=None, environment_factories=None,
+        train_dataset=type("D", (), {"column_names": ["prompt", "answer"]})(),
     )
     values.update(overrides)
     return type("Fake", (), values)()
@@ -129,6 +130,9 @@ def test_vllm_is_accepted_and_multi_turn_generation_refused_with_adaptive_sampli
     assert "reinforce_rej" in str(refusal.value)
     with pytest.raises(ValueError, match="not with: tools or environments"):
         adaptive.check_adaptive_supported(_fake_trainer(tools=[print]))
+    images = type("D", (), {"column_names": ["prompt", "image", "answer"]})()
+    with pytest.raises(ValueError, match="not with: image prompts"):
+        adaptive.check_adaptive_supported(_fake_trainer(train_dataset=images))
 
 
 def test_hard_drop_gives_the_masked_gradient(tmp_path, tiny_tokenizer):
