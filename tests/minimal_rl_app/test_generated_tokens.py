@@ -53,7 +53,8 @@ def test_a_run_records_tokens_and_they_add_up(tmp_path):
 
 def fake_run(cums, accs, eval_steps):
     return {"settings": {"eval_problems": 10, "eval_samples": 1},
-            "steps": [{"step": i + 1, "tokens_generated_cum": c, "generated_per_kept": 2.0, "rounds": 1.5}
+            "steps": [{"step": i + 1, "tokens_generated_cum": c, "generated_per_kept": 2.0, "rounds": 1.5,
+                       "groups_all_correct": 0.25, "groups_all_wrong": 0.5, "uniform_pools_frac": 0.125}
                       for i, c in enumerate(cums)],
             "evals": [{"step": s, "heldout_accuracy": a} for s, a in zip(eval_steps, accs)]}
 
@@ -70,10 +71,15 @@ def test_accuracy_against_tokens_is_the_mean_over_seeds():
 def test_compare_table_and_figure_show_the_budget(tmp_path):
     runs = {"grpo": fake_run([10, 10, 30, 30], [0.2, 0.4, 0.6], [0, 2, 4]),
             "reinforce_ada_pos": fake_run([40, 40, 80, 80], [0.2, 0.5, 0.6], [0, 2, 4])}
+    for step in runs["grpo"]["steps"]:  # fixed groups: no pools, no rounds
+        for key in ("uniform_pools_frac", "generated_per_kept", "rounds"):
+            del step[key]
     analysis = analyse(runs)
+    assert analysis["rows"]["grpo"]["uniform_after_sampling"] == 0.75  # all correct + all wrong groups
     assert analysis["rows"]["grpo"]["tokens_per_step"] == 30 / 4
     assert analysis["rows"]["reinforce_ada_pos"]["tokens_generated_cum"] == 80
     table = markdown_table(analysis, {"steps": 4, "eval_problems": 10, "eval_samples": 1}, 60.0)
-    assert "| reinforce_ada_pos | 20 | 80 | 2.00 | 1.50 |" in table
+    # an adaptive run's uniform share is its pools' (0.125), not the per-round groups' (0.25 + 0.5)
+    assert "| reinforce_ada_pos | 20 | 80 | 2.00 | 1.50 | 0.12 |" in table
     plot_compare(runs, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
