@@ -136,8 +136,8 @@ def plot_compare(runs: dict[str, list[dict] | dict], path: Path, title: str = ""
     axes[2].set(title="token entropy (held-out samples)", xlabel="step")
     axes[3].set(title="KL to initial model vs held-out accuracy\n(one point per evaluation, later darker, last ringed)",
                 xlabel="held-out accuracy", ylabel="KL per token")
-    axes[4].set(title=f"held-out accuracy vs generation budget (band: {n_band})",
-                xlabel="response tokens generated (all samples, every round; mean over seeds)")
+    axes[4].set(title="held-out accuracy vs tokens generated",
+                xlabel="response tokens generated, every round (mean over seeds)")
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
