@@ -42,6 +42,15 @@ def _smoothed_final(evals: list[dict], n: int = 2) -> float | None:
     return _mean([e["heldout_accuracy"] for e in evals[-n:]])
 
 
+def _uniform(step: dict) -> float | None:
+    """The fraction of the step's prompts whose responses are all one kind: Reinforce-Ada's pools when it
+    sampled adaptively, else the fixed groups."""
+    if step.get("uniform_pools_frac") is not None:
+        return step["uniform_pools_frac"]
+    kinds = (step.get("groups_all_correct"), step.get("groups_all_wrong"))
+    return None if None in kinds else kinds[0] + kinds[1]
+
+
 def analyse(runs: dict[str, dict]) -> dict[str, Any]:
     """The table's rows and the findings checks, from the runs' metrics payloads."""
     rows: dict[str, dict] = {}
@@ -66,6 +75,13 @@ def analyse(runs: dict[str, dict]) -> dict[str, Any]:
             "tokens_kept": _mean([s.get("tokens_kept_frac", s.get("samples_kept_frac")) for s in steps]),
             "clip_ratio": _mean([s.get("clip_ratio") for s in steps]),
             "seconds": p.get("train_seconds"),
+            # the generation budget: response tokens generated (every adaptive round) per optimiser step and in all
+            "tokens_per_step": (steps[-1].get("tokens_generated_cum") or 0) / n if n and steps[-1].get("tokens_generated_cum") else None,
+            "tokens_generated_cum": steps[-1].get("tokens_generated_cum") if steps else None,
+            "generated_per_kept": _mean([s.get("generated_per_kept") for s in steps]),
+            "rounds": _mean([s.get("rounds") for s in steps]),
+            # prompts still uniform after sampling: a fixed group of n, or Reinforce-Ada's whole pool
+            "uniform_after_sampling": _mean([_uniform(s) for s in steps]),
             "early_until_step": max((e["step"] for e in early), default=0),
         }
     # KL at matched accuracy: the highest held-out accuracy every run reached.
@@ -153,10 +169,6 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _fmt(v: Any, spec: str = ".3f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and standard deviation over seeds of each analysis row (``{field}_std``), findings counted."""
     if len(per_seed) == 1:
@@ -212,6 +224,16 @@ def markdown_table(analysis: dict, settings: dict, wall_seconds: float, seeds: l
             f"{_cell(r, 'all_correct', '.2f')} | {_cell(r, 'kept', '.2f')} / {_cell(r, 'tokens_kept', '.2f')} | "
             f"{_cell(r, 'seconds', '.0f')} |"
         )
+    if any(r.get("tokens_per_step") is not None for r in rows.values()):
+        lines += ["", "Generation budget (response tokens of every sample generated for training, every adaptive round "
+                  "included; fixed-group algorithms use one round):", "",
+                  "| algorithm | tokens generated per step | tokens generated in all | generated / kept responses | rounds "
+                  "| prompts uniform after sampling |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | {_cell(r, 'tokens_per_step', '.0f')} | {_cell(r, 'tokens_generated_cum', '.0f')} | "
+                         f"{_cell(r, 'generated_per_kept', '.2f')} | {_cell(r, 'rounds', '.2f')} | "
+                         f"{_cell(r, 'uniform_after_sampling', '.2f')} |")
     seed_text = (f"seeds {', '.join(map(str, seeds))} (cells: mean ± standard deviation over seeds)"
                  if seeds and len(seeds) > 1 else f"seed {settings.get('seed')}")
     n = (settings.get("eval_problems") or 0) * (settings.get("eval_samples") or 0)

@@ -78,6 +78,9 @@ class TrainSettings:
     # TRL checkpoint every N optimiser steps (0: none); a multiple of mini_batches, so a resumed run starts
     # at a rollout boundary (TRL regenerates there) and repeats the uninterrupted run exactly.
     save_every: int = 0
+    # The embedded task's knobs (`minimal_rl_app.demo.task.TaskConfig.to_dict`; None with --model), recorded so a
+    # run says which problems it trained on and --resume refuses another task.
+    task: dict | None = None
 
     @property
     def name(self) -> str:
@@ -110,16 +113,24 @@ class TrainSettings:
 
 class RecordingReward:
     """`minimal_rl.reward.math_verify_reward` (+1 / -1) that also keeps the last batch's scores, so every
-    algorithm (stock GRPO included) logs the same accuracy and group-kind fractions."""
+    algorithm (stock GRPO included) logs the same accuracy and group-kind fractions, and counts the response
+    tokens of everything it scores: every response generated for training (all of Reinforce-Ada's rounds, not only
+    the kept rows), the honest budget to compare algorithms by. Counted in this process (the demo runs one)."""
 
     __name__ = "math_verify_reward"
 
     def __init__(self) -> None:
         self.last_scores: list[float] = []
         self._step: int | None = None
+        self.tokens_generated = 0  # response tokens scored so far (EOS included, padding not)
+        self.responses_generated = 0
 
-    def __call__(self, completions: list[Any], answer: list[Any], trainer_state: Any = None, **kwargs: Any) -> list[float]:
+    def __call__(self, completions: list[Any], answer: list[Any], trainer_state: Any = None,
+                 completion_ids: list[Any] | None = None, **kwargs: Any) -> list[float]:
         scores = math_verify_reward(completions, answer)
+        if completion_ids is not None:  # TRL passes the ids, cut after EOS
+            self.tokens_generated += sum(len(ids) for ids in completion_ids)
+        self.responses_generated += len(completions)
         step = getattr(trainer_state, "global_step", None)
         if step is not None and step == self._step:  # another of Reinforce-Ada's rounds for the same batch
             self.last_scores.extend(scores)
@@ -385,8 +396,10 @@ def settings_from(name: str, args: Any, source: Any = None) -> TrainSettings:
     save_every = args.save_every
     if save_every is None:  # default: about every 50 steps, at a rollout boundary
         save_every = -(-50 // args.mini_batches) * args.mini_batches
+    from minimal_rl_app.sources import task_settings
+
     return TrainSettings(
-        algorithm=algorithm, sample_filter=sample_filter, save_every=save_every,
+        algorithm=algorithm, sample_filter=sample_filter, save_every=save_every, task=task_settings(args),
         learning_rate=source.learning_rate if source else (args.lr or 1e-4),
         max_completion_length=source.max_completion_length if source else (args.max_completion_length or 16),
         **{key: getattr(args, key) for key in same_name},

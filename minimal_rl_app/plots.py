@@ -75,13 +75,29 @@ def _mean_band(payloads: list[dict], key: str, source: str) -> tuple[list[int], 
     return steps, mean, [m - e for m, e in zip(mean, se)], [m + e for m, e in zip(mean, se)]
 
 
+def tokens_at_evals(payloads: list[dict]) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Held-out accuracy against response tokens generated so far (all of them, every adaptive round included):
+    x is the mean over runs of the cumulative count at each evaluation's step (0 at step 0), y the mean accuracy
+    with the band of `_mean_band`. Empty lists when a run did not count tokens (its metrics predate the count)."""
+    counts = []
+    for p in payloads:
+        cum = {r["step"]: r["tokens_generated_cum"] for r in p.get("steps", []) if r.get("tokens_generated_cum") is not None}
+        if not cum:
+            return [], [], [], []
+        counts.append({0: 0, **cum})
+    steps, mean, lo, hi = _mean_band(payloads, "heldout_accuracy", "evals")
+    keep = [i for i, s in enumerate(steps) if all(s in c for c in counts)]
+    x = [sum(c[steps[i]] for c in counts) / len(counts) for i in keep]
+    return x, [mean[i] for i in keep], [lo[i] for i in keep], [hi[i] for i in keep]
+
+
 def plot_compare(runs: dict[str, list[dict] | dict], path: Path, title: str = "") -> Path:
     """Side by side: held-out accuracy (with its noise band), batch accuracy, entropy vs step, and KL vs
     held-out accuracy (each evaluation a point, later ones darker; the last one ringed) for each algorithm.
 
     ``runs``: algorithm -> one payload or a list of payloads (seeds): lines are means, bands min..max."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    fig, axes = plt.subplots(1, 5, figsize=(24, 4.2))
     for i, (name, payloads) in enumerate(runs.items()):
         payloads = payloads if isinstance(payloads, list) else [payloads]
         color = f"C{i}"
@@ -98,6 +114,10 @@ def plot_compare(runs: dict[str, list[dict] | dict], path: Path, title: str = ""
             if len(ys) > 1:
                 axes[1].fill_between(curves[0][0][:length], [min(v) for v in zip(*ys)], [max(v) for v in zip(*ys)],
                                      color=color, alpha=0.15, linewidth=0)
+        x, y, lo, hi = tokens_at_evals(payloads)
+        if x:
+            axes[4].plot(x, y, "o-", label=label, markersize=3, color=color)
+            axes[4].fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
         x, y, lo, hi = _mean_band(payloads, "heldout_entropy", "evals")
         axes[2].plot(x, y, "o-", label=label, markersize=3, color=color)
         if len(payloads) > 1:
@@ -116,8 +136,11 @@ def plot_compare(runs: dict[str, list[dict] | dict], path: Path, title: str = ""
     axes[2].set(title="token entropy (held-out samples)", xlabel="step")
     axes[3].set(title="KL to initial model vs held-out accuracy\n(one point per evaluation, later darker, last ringed)",
                 xlabel="held-out accuracy", ylabel="KL per token")
+    axes[4].set(title="held-out accuracy vs tokens generated",
+                xlabel="response tokens generated, every round (mean over seeds)")
     for ax in axes:
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -49,6 +49,8 @@ def _clean(value: Any) -> Any:
     return value
 
 
+ADAPTIVE_KEYS = ("rounds", "generated_per_kept", "uniform_pools_frac", "exited_with_signal_frac")
+
 # TRL log key -> our metric name
 TRL_KEYS = {
     "reward": "reward",
@@ -57,12 +59,20 @@ TRL_KEYS = {
     "completions/mean_length": "completion_length",
     "clip_ratio/region_mean": "clip_ratio",
     **{metric_key(name): name for name in ("samples_kept_frac", "tokens_kept_frac", "weight_mean")},
+    # Reinforce-Ada's rounds (absent for fixed-group algorithms)
+    **{metric_key(name): name for name in ADAPTIVE_KEYS},
     "learning_rate": "learning_rate",
     "loss": "loss",
 }
 
 
-ROLLOUT_KEYS = ("reward", "completion_length", "samples_kept_frac", "tokens_kept_frac", "weight_mean")
+# Step-record keys of the generation budget: response tokens generated at this step (0 on the later mini-batches
+# of a rollout batch: nothing is generated there) and since the run began.
+TOKENS_GENERATED = "tokens_generated"
+TOKENS_GENERATED_CUM = "tokens_generated_cum"
+RESPONSES_GENERATED = "responses_generated"
+
+ROLLOUT_KEYS = ("reward", "completion_length", "samples_kept_frac", "tokens_kept_frac", "weight_mean", *ADAPTIVE_KEYS)
 
 
 class MainJobCallback(TrainerCallback):
@@ -103,6 +113,10 @@ class MainJobCallback(TrainerCallback):
         self._t_rollout = None
         self._t_start = None
         self._rollout: dict[str, float] = {}
+        # What the recording reward had counted at the last step record; a resumed run carries on its total.
+        self._counted = (0, 0)
+        last = self.payload["steps"][-1] if self.payload["steps"] else {}
+        self._cum_before = (int(last.get(TOKENS_GENERATED_CUM) or 0), int(last.get(RESPONSES_GENERATED + "_cum") or 0))
 
     # -- helpers
     def _write(self) -> None:
@@ -164,6 +178,8 @@ class MainJobCallback(TrainerCallback):
             rec["groups_all_wrong"] = m["groups_all_wrong"]
             rec["groups_mixed"] = m["groups_mixed"]
         rec.setdefault("samples_kept_frac", 1.0)
+        rec.update(generation_counts(self.reward, self._counted, self._cum_before))
+        self._counted = (getattr(self.reward, "tokens_generated", 0), getattr(self.reward, "responses_generated", 0))
         last = step >= self.settings.steps
         if step % self.settings.eval_every == 0 or last:
             ev = self._eval(model, step)
@@ -202,6 +218,18 @@ class MainJobCallback(TrainerCallback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def generation_counts(reward: Any, counted: tuple[int, int], before: tuple[int, int]) -> dict[str, int]:
+    """The step record's generation budget from the recording reward's running counts: what was generated since
+    the last record (``counted``: the counts then) and in all, ``before`` (a resumed run's totals) included."""
+    tokens, responses = getattr(reward, "tokens_generated", 0), getattr(reward, "responses_generated", 0)
+    return {
+        TOKENS_GENERATED: tokens - counted[0],
+        TOKENS_GENERATED_CUM: before[0] + tokens,
+        RESPONSES_GENERATED: responses - counted[1],
+        RESPONSES_GENERATED + "_cum": before[1] + responses,
+    }
 
 
 def format_step(algorithm: str, rec: dict) -> str:

@@ -33,6 +33,32 @@ def template_of(args: argparse.Namespace) -> str:
     return "plain" if args.model is None else "paper"
 
 
+TASK_OPTIONS = ("--operand-range", "--operations", "--allow-negative")
+
+
+def task_config(args: argparse.Namespace) -> Any:
+    """The embedded task's `TaskConfig` from the task options (ValueError with one line when they are bad)."""
+    from minimal_rl_app.demo.task import TaskConfig
+
+    kw: dict[str, Any] = {"num_heldout": 64} if getattr(args, "tiny_model", False) else {}
+    if getattr(args, "operand_range", None) is not None:
+        kw["min_operand"], kw["max_operand"] = args.operand_range
+    if getattr(args, "operations", None):
+        kw["operations"] = tuple(dict.fromkeys(args.operations))
+    kw["allow_negative"] = bool(getattr(args, "allow_negative", False))
+    try:
+        return TaskConfig(**kw)
+    except ValueError as exc:
+        raise ValueError(f"--operand-range / --operations: {exc}") from None
+
+
+def task_settings(args: argparse.Namespace) -> dict | None:
+    """The embedded task's knobs as recorded in a run's settings (None with ``--model``: the data says it all)."""
+    if getattr(args, "model", None) is not None:
+        return None
+    return task_config(args).to_dict()
+
+
 def check_source(args: argparse.Namespace) -> RunSource | None:
     """Validate the model and data arguments; for ``--model`` returns the source (its data read and checked)."""
     template = template_of(args)
@@ -41,7 +67,21 @@ def check_source(args: argparse.Namespace) -> RunSource | None:
             raise UsageError("--dataset / --eval-data need --model (the embedded model only knows the demo task)")
         if not 0.0 < args.warmstart_target < 1.0:
             raise UsageError(f"--warmstart-target must be in (0, 1), got {args.warmstart_target}")
+        try:
+            config = task_config(args)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        from minimal_rl_app.demo.task import all_problems
+
+        if len(all_problems(config)) <= config.num_heldout:
+            raise UsageError(f"--operand-range {config.min_operand} {config.max_operand} with --operations "
+                             f"{' '.join(config.operations)} allows {len(all_problems(config))} problems: too few to hold "
+                             f"out {config.num_heldout} and train on the rest")
         return None
+    given = [o for o, v in zip(TASK_OPTIONS, (getattr(args, 'operand_range', None), getattr(args, 'operations', None),
+                                                  getattr(args, 'allow_negative', False))) if v]
+    if given:
+        raise UsageError(f"{', '.join(given)} shape the embedded task; with --model the data is --dataset")
     check_model(args.model)
     if not args.dataset:
         raise UsageError("--model needs --dataset JSONL files (`problem`, `answer`) to train on")
@@ -65,14 +105,13 @@ def load_source(args: argparse.Namespace, checked: RunSource | None, log: Callab
         return checked
     from minimal_rl_app.demo.evaluate import MAX_NEW_TOKENS
     from minimal_rl_app.demo.model import ModelConfig
-    from minimal_rl_app.demo.task import TaskConfig
     from minimal_rl_app.demo.warmstart import WarmStartConfig, load_or_build
 
     warm_kw: dict[str, Any] = {"target_accuracy": args.warmstart_target}
     if args.warmstart_max_steps is not None:
         warm_kw["max_steps"] = args.warmstart_max_steps
     model_cfg = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64) if args.tiny_model else ModelConfig()
-    task = TaskConfig(num_heldout=64) if args.tiny_model else TaskConfig()
+    task = task_config(args)  # part of the cache key: another setting builds (and caches) its own model
     bundle = load_or_build(args.cache_dir, task, model_cfg, WarmStartConfig(**warm_kw), progress=not args.no_progress, log=log)
     log(f"demo model: {bundle.path} (warm-start sampled accuracy {bundle.warmstart_accuracy:.2f})")
     template = template_of(args)

@@ -68,7 +68,15 @@ def add_run_arguments(p: argparse.ArgumentParser, default_steps: int) -> None:
     src.add_argument("--eval-data", nargs="+", default=None, metavar="JSONL", help="held-out JSONL (None: the demo's held-out split, or the last --eval-problems rows of --dataset)")
     src.add_argument("--prompt-template", choices=("auto", "paper", "plain"), default="auto", help="paper: the paper's system prompt and suffix; plain: the bare problem; auto: plain for the embedded model, paper otherwise (recorded with the saved model for `eval`)")
     src.add_argument("--cache-dir", default=None, help="where the warm-started demo model is cached (None: $MINIMAL_RL_CACHE or ~/.cache/minimal-rl)")
-    src.add_argument("--warmstart-target", type=float, default=0.30, help="sampled accuracy at which the demo warm-start stops (in 0.2-0.5)")
+    src.add_argument("--operand-range", type=nonneg_int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                     help="embedded task: both operands in MIN..MAX (None: 10 99, two-digit); part of the warm-start's "
+                     "cache key, so another range builds its own model")
+    src.add_argument("--operations", nargs="+", choices=("+", "-"), default=None,
+                     help="embedded task: the operations (None: + -)")
+    src.add_argument("--allow-negative", action="store_true",
+                     help="embedded task: subtraction may have a negative answer (off: a-b always has a >= b)")
+    src.add_argument("--warmstart-target", type=float, default=0.30, help="sampled accuracy at which the demo warm-start stops: 0.2-0.5 gives mostly mixed groups; "
+                     "0.12 gives a hard start, ~45%% of groups all wrong (docs/adaptive-sampling.md)")
     # Test-only: cap the warm-start (0 = random weights) and shrink the task, so CI runs in seconds.
     src.add_argument("--warmstart-max-steps", type=int, default=None, help=argparse.SUPPRESS)
     src.add_argument("--tiny-model", action="store_true", help=argparse.SUPPRESS)

@@ -131,7 +131,8 @@ def test_compare_figure_draws_bands_and_kl_points_without_lines(tmp_path):
                       "grpo": run([0.3, 0.33, 0.4], [0, .02, .04])}, tmp_path / "c.png")
     finally:
         plt.Figure.savefig = real_savefig
-    acc_ax, _, _, kl_ax = captured["fig"].axes
+    acc_ax, _, _, kl_ax, tokens_ax = captured["fig"].axes
+    assert not tokens_ax.lines  # these runs predate the token count: the budget panel stays empty
     assert len(acc_ax.collections) == 2  # a band per algorithm: min..max of seeds, +-1 s.e. for one run
     assert not kl_ax.lines  # KL vs accuracy: points, not a line joining them in time order
     assert (tmp_path / "c.png").stat().st_size > 5000
