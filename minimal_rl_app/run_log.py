@@ -52,6 +52,7 @@ def _clean(value: Any) -> Any:
 ADAPTIVE_KEYS = ("rounds", "generated_per_kept", "uniform_pools_frac", "exited_with_signal_frac")
 
 # TRL log key -> our metric name
+GROUP_KEYS = ("groups_all_correct", "groups_all_wrong", "groups_mixed")
 TRL_KEYS = {
     "reward": "reward",
     "entropy": "entropy",
@@ -59,6 +60,9 @@ TRL_KEYS = {
     "completions/mean_length": "completion_length",
     "clip_ratio/region_mean": "clip_ratio",
     **{metric_key(name): name for name in ("samples_kept_frac", "tokens_kept_frac", "weight_mean")},
+    # group kinds as the trainer counted them: with Reinforce-Ada, the groups it trains on (n kept per prompt,
+    # after the rounds); otherwise every generated group, as computed below from the scores
+    **{metric_key(name): name for name in GROUP_KEYS},
     # Reinforce-Ada's rounds (absent for fixed-group algorithms)
     **{metric_key(name): name for name in ADAPTIVE_KEYS},
     "learning_rate": "learning_rate",
@@ -72,7 +76,8 @@ TOKENS_GENERATED = "tokens_generated"
 TOKENS_GENERATED_CUM = "tokens_generated_cum"
 RESPONSES_GENERATED = "responses_generated"
 
-ROLLOUT_KEYS = ("reward", "completion_length", "samples_kept_frac", "tokens_kept_frac", "weight_mean", *ADAPTIVE_KEYS)
+ROLLOUT_KEYS = ("reward", "completion_length", "samples_kept_frac", "tokens_kept_frac", "weight_mean", *GROUP_KEYS,
+                *ADAPTIVE_KEYS)
 
 
 class MainJobCallback(TrainerCallback):
@@ -174,9 +179,10 @@ class MainJobCallback(TrainerCallback):
             result = compute_weights(torch.tensor(scores), "grpo", group_size=self.settings.num_generations)
             m = result.metrics()
             rec["accuracy"] = m["accuracy_before_filter"]
-            rec["groups_all_correct"] = m["groups_all_correct"]
-            rec["groups_all_wrong"] = m["groups_all_wrong"]
-            rec["groups_mixed"] = m["groups_mixed"]
+            # a reward call's scores hold whole groups only with fixed groups (Reinforce-Ada's rounds give
+            # round_repeat responses of the active prompts each): the trainer's own counts come first
+            for name in GROUP_KEYS:
+                rec.setdefault(name, m[name])
         rec.setdefault("samples_kept_frac", 1.0)
         rec.update(generation_counts(self.reward, self._counted, self._cum_before))
         self._counted = (getattr(self.reward, "tokens_generated", 0), getattr(self.reward, "responses_generated", 0))

@@ -83,3 +83,29 @@ def test_compare_table_and_figure_show_the_budget(tmp_path):
     assert "| reinforce_ada_pos | 20 | 80 | 2.00 | 1.50 | 0.12 |" in table
     plot_compare(runs, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_group_kinds_are_the_trainers_own_when_it_logs_them(tmp_path):
+    """With Reinforce-Ada a reward call's scores are rounds of the active prompts, not whole groups: the step record
+    takes the group kinds the trainer logged (the n kept per prompt); without them it counts the scores' groups."""
+    from minimal_rl.metrics import metric_key
+    from minimal_rl_app.run_log import MainJobCallback
+
+    settings = SimpleNamespace(name="t", steps=10, num_generations=2, eval_every=100, mini_batches=1)
+    # two rounds of one prompt: [right, right] then [wrong, wrong], which cut in blocks of 2 reads as 0.5 / 0.5
+    reward = SimpleNamespace(last_scores=[1.0, 1.0, -1.0, -1.0], tokens_generated=0, responses_generated=0)
+    callback = MainJobCallback(settings, reward, lambda model, step: {}, tmp_path / "m.json", {}, progress=False,
+                               log=lambda text: None)
+    callback._t_start = callback._t_last = callback._t_rollout = 0.0
+    state = SimpleNamespace(global_step=1)
+    logged = {"loss": 0.0, "reward": 0.0, metric_key("groups_all_correct"): 0.0,
+              metric_key("groups_all_wrong"): 0.0, metric_key("groups_mixed"): 1.0}
+    callback.on_log(None, state, None, logs=logged)
+    assert {k: callback.payload["steps"][-1][k] for k in ("groups_all_correct", "groups_all_wrong", "groups_mixed")} == {
+        "groups_all_correct": 0.0, "groups_all_wrong": 0.0, "groups_mixed": 1.0}
+    state.global_step = 2
+    reward.last_scores = [1.0, 1.0, -1.0, 1.0]
+    callback._rollout = {}
+    callback.on_log(None, state, None, logs={"loss": 0.0, "reward": 0.0})  # no trainer counts: from the scores
+    assert callback.payload["steps"][-1]["groups_all_correct"] == 0.5
+    assert callback.payload["steps"][-1]["groups_mixed"] == 0.5
