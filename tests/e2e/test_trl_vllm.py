@@ -6,10 +6,7 @@ samples were generated, and they move away from the initial model's (see minimal
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
-import time
 
 import pytest
 
@@ -37,21 +34,7 @@ def trl_runs(demo_assets, e2e_dir):
 
     def get(algorithm: str):
         if algorithm not in made:
-            out = e2e_dir / f"trl_{algorithm}"
-            env = harness.cpu_env()
-            for key in ("VERL_USE_EXTERNAL_MODULES", "VERL_PLATFORM", "VERL_ENGINE_DEVICE"):
-                env.pop(key)  # no verl here
-            cmd = [sys.executable, "-m", "minimal_rl_e2e.trl_vllm", algorithm, str(demo_assets.model_dir), str(out),
-                   "--steps", str(STEPS)]
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, cwd=out.parent)
-            wall = time.perf_counter() - start
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "output.log").write_text(proc.stdout + proc.stderr)
-            result_path = out / "result.json"
-            result = json.loads(result_path.read_text()) if result_path.exists() else {}
-            harness.record_run("trl", algorithm, proc.returncode, wall, [int(k) for k in result.get("vllm_at", {})], out)
-            made[algorithm] = (proc, result)
+            made[algorithm] = harness.run_trl_vllm(algorithm, demo_assets.model_dir, e2e_dir / f"trl_{algorithm}", STEPS)
         return made[algorithm]
 
     return get

@@ -10,10 +10,6 @@ own reward (c - mean of the pool, c in {0, 1}: +-signs follow the reward, correc
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -37,20 +33,7 @@ ROW_TOLERANCE = 0.1
 
 @pytest.fixture(scope="module")
 def ada_run(demo_assets, e2e_dir):
-    out = e2e_dir / f"trl_{ALGORITHM}"
-    env = harness.cpu_env()
-    for key in ("VERL_USE_EXTERNAL_MODULES", "VERL_PLATFORM", "VERL_ENGINE_DEVICE"):
-        env.pop(key)  # no verl here
-    cmd = [sys.executable, "-m", "minimal_rl_e2e.trl_vllm", ALGORITHM, str(demo_assets.model_dir), str(out),
-           "--steps", str(STEPS)]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, cwd=out.parent)
-    wall = time.perf_counter() - start
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "output.log").write_text(proc.stdout + proc.stderr)
-    result_path = out / "result.json"
-    result = json.loads(result_path.read_text()) if result_path.exists() else {}
-    harness.record_run("trl", ALGORITHM, proc.returncode, wall, [int(k) for k in result.get("vllm_at", {})], out)
+    proc, result = harness.run_trl_vllm(ALGORITHM, demo_assets.model_dir, e2e_dir / f"trl_{ALGORITHM}", STEPS)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert result.get("error") is None, result.get("error")
     return result

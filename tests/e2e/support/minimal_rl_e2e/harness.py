@@ -374,3 +374,21 @@ def run_main_ppo(
     result = Result(name, command, returncode, output, read_file_logger(metrics_path), wall_s, run_dir, checkpoint_dir, total_steps)
     record_run("main_ppo", name, returncode, wall_s, result.steps, run_dir)
     return result
+
+
+def run_trl_vllm(algorithm: str, model_dir: Path, out: Path, steps: int) -> tuple[subprocess.CompletedProcess, dict]:
+    """One TRL + vLLM run (`minimal_rl_e2e.trl_vllm`) into ``out``: the process and its result.json (empty if none);
+    its log is kept in ``out/output.log`` and the run recorded for the e2e report."""
+    env = cpu_env()
+    for key in ("VERL_USE_EXTERNAL_MODULES", "VERL_PLATFORM", "VERL_ENGINE_DEVICE"):
+        env.pop(key)  # no verl here
+    cmd = [sys.executable, "-m", "minimal_rl_e2e.trl_vllm", algorithm, str(model_dir), str(out), "--steps", str(steps)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, cwd=out.parent)
+    wall = time.perf_counter() - start
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "output.log").write_text(proc.stdout + proc.stderr)
+    result_path = out / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    record_run("trl", algorithm, proc.returncode, wall, [int(k) for k in result.get("vllm_at", {})], out)
+    return proc, result
