@@ -68,7 +68,6 @@ from minimal_rl.reward.bounded import GRACE_S
 from minimal_rl.reward.channel import HELPER_START_TIMEOUT_S
 from minimal_rl.reward.inputs import completion_text, ground_truth_answers, last_boxed
 from minimal_rl.reward.pool import (
-    AFFINITY_WINDOW,
     NO_TIMEOUT_HARD_LIMIT_S,
     OVERFLOW_AFTER_S,
     HelperPool,
@@ -81,7 +80,7 @@ from minimal_rl.reward.stats import UNVERIFIED_STATUSES
 from minimal_rl.reward.verdict import FAST_PATH_MAX_CHARS, fast_verdict, math_verify_verdict
 
 __all__ = [
-    "AFFINITY_WINDOW", "DEFAULT_TIMEOUT_S", "FAST_PATH_MAX_CHARS", "GRACE_S", "HELPER_START_TIMEOUT_S", "HelperPool",
+    "DEFAULT_TIMEOUT_S", "FAST_PATH_MAX_CHARS", "GRACE_S", "HELPER_START_TIMEOUT_S", "HelperPool",
     "NO_TIMEOUT_HARD_LIMIT_S", "OVERFLOW_AFTER_S", "SCORE_MAPPINGS", "UNVERIFIED_STATUSES", "completion_text",
     "compute_score", "compute_score_async", "configure", "default_pool_size", "fast_verdict", "get_pool",
     "ground_truth_answers", "is_correct", "last_boxed", "math_verify_reward", "math_verify_verdict", "reward_stats",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import select
 import subprocess
 import sys
 import threading
@@ -133,23 +134,16 @@ def _reap(proc: subprocess.Popen) -> None:
         pass
 
 
-def _wait_ready(rfd: int, deadline: float) -> bytes | None | object:
-    """The helper's first frame (blocking read with a deadline), None on time-out, EOF if it exited."""
-    import select
-
-    buf = bytearray()
+def _first_frame(helper: Helper, deadline: float) -> bytes | None | object:
+    """The helper's first reply (its "ready"), None when ``deadline`` passed, EOF if it exited."""
     while True:
-        if len(buf) >= HEADER.size and len(buf) >= HEADER.size + HEADER.unpack_from(buf)[0]:
-            return bytes(buf[HEADER.size : HEADER.size + HEADER.unpack_from(buf)[0]])
+        frames = helper.read_frames()
+        if frames is EOF or frames:
+            return frames if frames is EOF else frames[0]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
-        ready, _, _ = select.select([rfd], [], [], remaining)
-        if ready:
-            chunk = os.read(rfd, 1 << 16)
-            if not chunk:
-                return EOF
-            buf += chunk
+        select.select([helper.rfd], [], [], remaining)
 
 
 def start_helper() -> Helper:
@@ -175,11 +169,12 @@ def start_helper() -> Helper:
     finally:
         os.close(req_r)
         os.close(res_w)
-    try:
-        first = _wait_ready(res_r, time.monotonic() + HELPER_START_TIMEOUT_S)
-    except BaseException:
-        first = None
     helper = Helper(proc, req_w, res_r)
+    try:
+        first = _first_frame(helper, time.monotonic() + HELPER_START_TIMEOUT_S)
+    except BaseException:
+        helper.close(kill=True)
+        raise
     if first is None or first is EOF:
         helper.close(kill=True)
         code = proc.poll()

@@ -32,8 +32,6 @@ from minimal_rl.reward.stats import count, logger, note_duration
 # queue stays stuck. Math-Verify takes milliseconds on ordinary answers, so this fires only when all helpers
 # are on slow ones.
 OVERFLOW_AFTER_S = 2.0
-# How many waiting answers a free helper looks through for one whose gold it has parsed already.
-AFFINITY_WINDOW = 8
 RETRY_START_AFTER_S = 5.0  # after a failed helper start, before the next try while others run
 
 
