@@ -75,6 +75,7 @@ TRL_KEYS = {
 TOKENS_GENERATED = "tokens_generated"
 TOKENS_GENERATED_CUM = "tokens_generated_cum"
 RESPONSES_GENERATED = "responses_generated"
+RESPONSES_GENERATED_CUM = "responses_generated_cum"
 
 ROLLOUT_KEYS = ("reward", "completion_length", "samples_kept_frac", "tokens_kept_frac", "weight_mean", *GROUP_KEYS,
                 *ADAPTIVE_KEYS)
@@ -121,7 +122,7 @@ class MainJobCallback(TrainerCallback):
         # What the recording reward had counted at the last step record; a resumed run carries on its total.
         self._counted = (0, 0)
         last = self.payload["steps"][-1] if self.payload["steps"] else {}
-        self._cum_before = (int(last.get(TOKENS_GENERATED_CUM) or 0), int(last.get(RESPONSES_GENERATED + "_cum") or 0))
+        self._cum_before = (int(last.get(TOKENS_GENERATED_CUM) or 0), int(last.get(RESPONSES_GENERATED_CUM) or 0))
 
     # -- helpers
     def _write(self) -> None:
@@ -234,7 +235,7 @@ def generation_counts(reward: Any, counted: tuple[int, int], before: tuple[int, 
         TOKENS_GENERATED: tokens - counted[0],
         TOKENS_GENERATED_CUM: before[0] + tokens,
         RESPONSES_GENERATED: responses - counted[1],
-        RESPONSES_GENERATED + "_cum": before[1] + responses,
+        RESPONSES_GENERATED_CUM: before[1] + responses,
     }
 
 
