@@ -146,6 +146,21 @@ class PromptPool:
         drops it here)."""
         return len(set(self.correct)) < 2
 
+    def add_round(self, correct: Sequence[bool], round_number: int, n: int, exit_rule: str) -> bool:
+        """Add one round's responses; True when the pool now has a signal (`has_signal`): the prompt exits after
+        ``round_number`` and keeps `keep_on_exit`."""
+        self.correct.extend(bool(c) for c in correct)
+        num_correct = sum(self.correct)
+        if not has_signal(num_correct, len(self.correct) - num_correct, n, exit_rule):
+            return False
+        self.exit_round = round_number
+        self.kept = keep_on_exit(self.correct, n)
+        return True
+
+    def finish_without_signal(self, n: int, exit_rule: str) -> None:
+        """After the last round, for a prompt still active: keep `keep_after_last_round`."""
+        self.kept = keep_after_last_round(self.correct, n, exit_rule)
+
 
 @dataclass
 class AdaptiveRounds:
@@ -202,17 +217,8 @@ def run_rounds(
         new = sample_round(list(active), round_repeat)
         if len(new) != len(active):
             raise ValueError(f"sample_round returned {len(new)} pools for {len(active)} active prompts")
-        still_active = []
-        for prompt, responses in zip(active, new):
-            pool = pools[prompt]
-            pool.correct.extend(bool(c) for c in responses)
-            correct = sum(pool.correct)
-            if has_signal(correct, len(pool.correct) - correct, n, exit_rule):
-                pool.exit_round = round_number
-                pool.kept = keep_on_exit(pool.correct, n)
-            else:
-                still_active.append(prompt)
-        active = still_active
+        active = [prompt for prompt, responses in zip(active, new)
+                  if not pools[prompt].add_round(responses, round_number, n, exit_rule)]
     for prompt in active:
-        pools[prompt].kept = keep_after_last_round(pools[prompt].correct, n, exit_rule)
+        pools[prompt].finish_without_signal(n, exit_rule)
     return AdaptiveRounds(pools, active_per_round)
