@@ -56,7 +56,8 @@ TRL_ONLY = {
     "filler_rows": "zero-loss filler rows over all ranks",
 }
 
-# Logged for Reinforce-Ada's adaptive sampling (`minimal_rl.adaptive.AdaptiveRounds.metrics`), by the TRL trainers.
+# Logged for Reinforce-Ada's adaptive sampling (`minimal_rl.adaptive.AdaptiveRounds.metrics`), by the TRL trainers
+# and the verl sampler (`verl_ext.adaptive.PoolBook.read_batch`).
 ADAPTIVE = {
     "rounds": "sampling rounds the batch used (1 to max_rounds)",
     "active_prompts/round_{k}": "prompts still being sampled in round k (one name per round run: round_1, round_2, ...)",
@@ -68,7 +69,7 @@ PER_ROUND = re.compile(r"active_prompts/round_[1-9][0-9]*")  # the names "active
 
 METRICS = {**SHARED, **VERL_ONLY, **REFILL, **TRL_ONLY, **ADAPTIVE}
 HOST_NAMES = {
-    "verl": frozenset({*SHARED, *VERL_ONLY, *REFILL}),
+    "verl": frozenset({*SHARED, *VERL_ONLY, *REFILL, *ADAPTIVE}),
     "trl": frozenset({*SHARED, *REFILL, *TRL_ONLY, *ADAPTIVE}),
 }
 

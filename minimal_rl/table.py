@@ -98,9 +98,10 @@ EXIT_RULES: Mapping[str, str] = MappingProxyType(
     }
 )
 # The hosts (adapter packages) that can sample adaptively; the others refuse the rows with an exit rule.
-ADAPTIVE_SAMPLING_HOSTS: frozenset[str] = frozenset({"trl_ext"})
+# (verl_ext: verl >=0.9.1,<0.10 only, experimental: docs/verl-adaptive.md.)
+ADAPTIVE_SAMPLING_HOSTS: frozenset[str] = frozenset({"trl_ext", "verl_ext"})
 # Why a host outside ADAPTIVE_SAMPLING_HOSTS cannot sample that way, and what it would take (a doc in the repo).
-ADAPTIVE_SAMPLING_GAPS: Mapping[str, str] = MappingProxyType({"verl_ext": "docs/verl-adaptive.md"})
+ADAPTIVE_SAMPLING_GAPS: Mapping[str, str] = MappingProxyType({})
 
 # --------------------------------------------------------------------------------------------
 # Algorithms

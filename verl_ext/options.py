@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from minimal_rl.adaptive import DEFAULT_MAX_ROUNDS, DEFAULT_ROUND_REPEAT
 from minimal_rl.algorithms import NAN_POLICIES, REWARD_MAPPINGS
 from minimal_rl.table import ALGORITHMS, check_filter_fits, check_host_sampling, get_sample_filter
 
@@ -39,6 +40,8 @@ class MinimalRLOptions:
     filter_mode: str = DEFAULT_FILTER_MODE  # see FILTER_MODES
     nan_policy: str = "wrong"  # NaN score: "wrong" (counted as wrong, logged) or "error"
     sample_filter: str | None = None  # a minimal_rl.table.SAMPLE_FILTERS name; None: the algorithm's default
+    max_rounds: int = DEFAULT_MAX_ROUNDS  # Reinforce-Ada only (verl_ext.adaptive_rollout): sampling rounds at most
+    round_repeat: int = DEFAULT_ROUND_REPEAT  # Reinforce-Ada only: new responses per active prompt and round
 
     def __post_init__(self) -> None:
         if self.reward_mapping not in REWARD_MAPPINGS:
@@ -50,6 +53,10 @@ class MinimalRLOptions:
             )
         if self.nan_policy not in NAN_POLICIES:
             raise ValueError(f"algorithm.{CONFIG_KEY}.nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
+        if self.max_rounds < 1 or self.round_repeat < 1:
+            raise ValueError(
+                f"algorithm.{CONFIG_KEY}.max_rounds and round_repeat must be >= 1, got {self.max_rounds} and {self.round_repeat}"
+            )
         if self.sample_filter is not None:
             try:
                 get_sample_filter(self.sample_filter)
@@ -75,6 +82,12 @@ def sample_filter_in_effect(estimator: str, options: MinimalRLOptions) -> tuple[
     """
     estimator = str(estimator).lower()
     check_host_sampling(estimator, "verl_ext")  # Reinforce-Ada's rows need adaptive sampling
+    adaptive = estimator in ALGORITHMS and ALGORITHMS[estimator].adaptive
+    if not adaptive and (options.max_rounds, options.round_repeat) != (DEFAULT_MAX_ROUNDS, DEFAULT_ROUND_REPEAT):
+        raise ValueError(
+            f"algorithm.{CONFIG_KEY}.max_rounds and round_repeat apply to adaptive sampling only "
+            f"(reinforce_ada_balance, reinforce_ada_pos), not to {estimator!r}: they would be ignored"
+        )
     if estimator in ALGORITHMS and ALGORITHMS[estimator].family != "grpo":
         sample_filter = options.sample_filter or ALGORITHMS[estimator].sample_filter
         check_filter_fits(estimator, sample_filter)
@@ -124,6 +137,9 @@ def options_from_block(block: Any) -> MinimalRLOptions:
     values = {k: v for k, v in block.items() if v is not None}
     if "positive_threshold" in values:
         values["positive_threshold"] = float(values["positive_threshold"])
+    for key in ("max_rounds", "round_repeat"):
+        if key in values:
+            values[key] = int(values[key])
     for key in ("filter_mode", "sample_filter", "reward_mapping", "nan_policy"):
         if key in values:
             values[key] = str(values[key]).lower()

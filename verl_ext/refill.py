@@ -25,7 +25,6 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from omegaconf import DictConfig
-from packaging.version import Version
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.replay_buffer import FILTER_GROUPS_REWARD_METRIC, ReplayBuffer, ReplayBufferAsync
 
@@ -33,27 +32,16 @@ from verl.trainer.ppo.v1.replay_buffer import FILTER_GROUPS_REWARD_METRIC, Repla
 from minimal_rl.filtering import DEFAULT_MAX_REFILL_BATCHES, RefillLimitError  # noqa: F401
 from minimal_rl.table import SAMPLE_FILTERS
 
+from .private_api import check_tested_verl
 from .selection import METRIC_PREFIX, BatchSelection, SamplerSettings, SessionRecord, sequence_scores, sessions_of, uid_of
 
 logger = logging.getLogger(__name__)
 
-# The verl releases whose private replay-buffer methods this module was written and tested against.
-TESTED_VERL_MIN = Version("0.9.1")  # inclusive
-TESTED_VERL_MAX = Version("0.10.0")  # exclusive
-
-
 def check_verl_version(verl_version: str | None = None) -> None:
     """Raise RuntimeError unless verl (default: the installed one) is in the range this module was tested with."""
-    if verl_version is None:
-        from importlib.metadata import version
-
-        verl_version = version("verl")
-    if TESTED_VERL_MIN <= Version(Version(verl_version).base_version) < TESTED_VERL_MAX:
-        return
-    raise RuntimeError(
-        f"minimal-rl's filter_mode=refill (and DAPO / failed-group refill with the minimal-rl sampler) relies on "
-        f"private methods of verl's replay buffer and was tested with verl >={TESTED_VERL_MIN},<{TESTED_VERL_MAX}; "
-        f"verl {verl_version} is installed. Use filter_mode=drop (public sampler API only), or install a tested verl."
+    check_tested_verl(
+        "filter_mode=refill (and DAPO / failed-group refill with the minimal-rl sampler)",
+        "Use filter_mode=drop (public sampler API only), or install a tested verl.", verl_version,
     )
 
 

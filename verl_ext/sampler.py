@@ -38,9 +38,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import transfer_queue as tq
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
+from minimal_rl.metrics import metric_key
+
+from .adaptive import MANAGER_CLASS, POOL_FIELD, POOLS, is_adaptive
 from .selection import METRIC_PREFIX, PADDING_ROW_TOKENS, BatchSelection, SamplerSettings, padding_row_template
 
 logger = logging.getLogger(__name__)
@@ -71,9 +75,27 @@ class _DropMixin:
         batch, metrics = super().sample(global_steps=global_steps, partition_id=partition_id, batch_size=batch_size)
         if partition_id == "val":
             return batch, metrics
+        if is_adaptive(self.settings.estimator) and len(batch):  # before the filter: uniform pools count too
+            metrics.update(read_adaptive_pools(batch))
         batch, selection_metrics = self.selection.apply(batch)
         metrics.update(selection_metrics)
         return batch, metrics
+
+
+def read_adaptive_pools(batch: KVBatchMeta) -> dict[str, float]:
+    """Reinforce-Ada: record the pools the rollout worker wrote with the kept rows (`verl_ext.adaptive.POOLS`, read
+    by the estimator of this step) and return the rounds metrics."""
+    try:
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", POOL_FIELD])
+        records = list(data[POOL_FIELD])  # tensordict's LinkedList of str
+    except Exception as error:  # TransferQueue names the missing field in its own words
+        raise RuntimeError(
+            f"the sampled rows carry no Reinforce-Ada pool ({POOL_FIELD}): the reinforce_ada_* estimators need "
+            f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={MANAGER_CLASS}, which the "
+            f"+minimal_rl=reinforce_ada_* presets set ({type(error).__name__}: {error})"
+        ) from error
+    metrics = POOLS.read_batch([str(u) for u in data["uid"]], records)
+    return {metric_key(name): value for name, value in metrics.items()}
 
 
 class MinimalRLReplayBuffer(_DropMixin, ReplayBuffer):

@@ -9,6 +9,7 @@ verl >= 0.9 only (TransferQueue and the v1 trainer's padding helpers).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import uuid
@@ -26,6 +27,7 @@ from minimal_rl.algorithms import WeightResult, compute_weights
 from minimal_rl.filtering import EmptySelectionWatch
 from minimal_rl.metrics import PREFIX as METRIC_PREFIX
 
+from .adaptive import PADDING_UID_PREFIX, is_adaptive, pool_weights
 from .options import MinimalRLOptions, options_from_block, sample_filter_in_effect
 
 logger = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ class SamplerSettings:
 
     def weights(self, scores: list[float], uids: list[str]) -> WeightResult:
         opts = self.options
-        return compute_weights(
+        result = compute_weights(
             torch.tensor(scores, dtype=torch.float32),
             self.algorithm,
             uids,
@@ -101,6 +103,10 @@ class SamplerSettings:
             reward_mapping=opts.reward_mapping,
             nan_policy=opts.nan_policy,
         )
+        if is_adaptive(self.algorithm):  # the estimator's weights: the pool baseline (pools recorded by the sampler)
+            weights = pool_weights(result.scores, uids, opts, self.algorithm, result.keep)
+            result = dataclasses.replace(result, weights=weights.to(result.weights.dtype))
+        return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,7 +199,7 @@ def append_padding_rows(batch: KVBatchMeta, multiple: int) -> tuple[KVBatchMeta,
         return batch, 0
     source = tq.kv_batch_get(keys=[batch.keys[0]], partition_id=batch.partition_id)[0]
     template, tag = padding_row_template(source, batch.tags[0])
-    pad_uid = f"mrlpad{uuid.uuid4().hex}"  # never a real uid: no estimator groups it with real samples
+    pad_uid = f"{PADDING_UID_PREFIX}{uuid.uuid4().hex}"  # never a real uid: no estimator groups it with real samples
     template["uid"] = pad_uid
     keys = [f"{pad_uid}_{i}_0" for i in range(missing)]
     rows = []

@@ -33,6 +33,7 @@ from minimal_rl.table import ESTIMATOR_NAMES, LOSS_NAMES, check_host_sampling, e
 from .filter_notice import notice_for_config, notice_for_overrides
 from .verl_host import (
     MODULE,
+    adaptive_unsupported_reason,
     MODULES_VARIABLE,
     PLUGINS_VARIABLE,
     RUNTIME_ENV_OVERRIDE,
@@ -185,6 +186,9 @@ def check_overrides(overrides: Iterable[str]) -> None:
         estimator = estimator_of_preset(preset)
     if estimator is not None:
         check_host_sampling(estimator, "verl_ext")  # before Hydra looks for a preset verl_ext cannot ship
+        reason = adaptive_unsupported_reason(estimator)
+        if reason:
+            raise ValueError(reason)
     env_prefix = "ray_kwargs.ray_init.runtime_env.env_vars."
     check_registered(
         estimator, values.get("actor_rollout_ref.actor.policy_loss.loss_mode"),
@@ -219,6 +223,13 @@ class RegistrationCheck(Callback):
             algorithm.get("adv_estimator"), loss_mode, ray_env.get(PLUGINS_VARIABLE), ray_env.get(MODULES_VARIABLE)
         )
         check_options(algorithm.get("minimal_rl"), algorithm.get("adv_estimator"))
+        reason = adaptive_unsupported_reason(algorithm.get("adv_estimator"))
+        if reason:
+            raise ValueError(reason)
+        if loads_entry_points():  # verl >= 0.9: the adaptive rollout's settings (needs verl_ext's v1 modules)
+            from verl_ext.adaptive import check_adaptive_config
+
+            check_adaptive_config(config)
         self._warn_external_cluster(ray_init, ray_env)
         notice = notice_for_config(config)
         if notice:

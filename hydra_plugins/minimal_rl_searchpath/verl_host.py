@@ -9,6 +9,7 @@ plugin loading by entry point          no          no          yes
 plugin loading by VERL_USE_EXTERNAL_   yes         yes         yes
 MODULES
 dropping sampler (v1 trainer hook)     no          no          yes
+refill, Reinforce-Ada (private API)    no          no          0.9.1+
 =====================================  ==========  ==========  ==========
 
 Before 0.9 verl imports plugins only from ``VERL_USE_EXTERNAL_MODULES`` (``verl/__init__.py``), in every
@@ -30,6 +31,10 @@ OLDEST_SUPPORTED = Version("0.7.1")  # estimators and losses (the registry API i
 ENTRY_POINTS_SINCE = Version("0.9.0")  # verl loads the "verl.plugins" entry points at `import verl`
 DROP_SAMPLER_SINCE = Version("0.9.0")  # verl.trainer.ppo.v1: the replay-buffer sampler hook
 SUPPORTED_BELOW = Version("0.10.0")
+# The experimental modules on private verl APIs (verl_ext/refill.py, verl_ext/adaptive_rollout.py) were written
+# and tested against these releases (verl_ext/private_api.py refuses others).
+PRIVATE_API_TESTED_MIN = Version("0.9.1")  # inclusive
+PRIVATE_API_TESTED_BELOW = Version("0.10.0")  # exclusive
 
 MODULE = "verl_ext"
 MODULES_VARIABLE = "VERL_USE_EXTERNAL_MODULES"  # comma-separated modules verl imports (every version)
@@ -103,3 +108,21 @@ def unsupported_reason(version: Version | str | None = None) -> str | None:
     if v is None or OLDEST_SUPPORTED <= v < SUPPORTED_BELOW:
         return None
     return f"minimal-rl supports verl >={OLDEST_SUPPORTED},<{SUPPORTED_BELOW}; verl {v} is installed"
+
+
+def adaptive_unsupported_reason(estimator: str | None, version: Version | str | None = None) -> str | None:
+    """Why ``estimator`` cannot run on ``version`` (default: the installed verl) when it samples adaptively
+    (Reinforce-Ada: `verl_ext.adaptive_rollout`, private API), else None."""
+    from minimal_rl.table import ALGORITHMS  # standard library only
+
+    spec = ALGORITHMS.get(str(estimator).lower())
+    if spec is None or not spec.adaptive:
+        return None
+    v = _version(version)
+    if v is not None and PRIVATE_API_TESTED_MIN <= v < PRIVATE_API_TESTED_BELOW:
+        return None
+    return (
+        f"{spec.name} ({spec.paper}) samples in rounds inside verl's agent-loop worker, through private verl APIs "
+        f"tested with verl >={PRIVATE_API_TESTED_MIN},<{PRIVATE_API_TESTED_BELOW}; verl {v} is installed. Install a "
+        "tested verl, or use reinforce_rej (uniform groups dropped) on this one"
+    )

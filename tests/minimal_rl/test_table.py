@@ -47,8 +47,8 @@ def test_derived_name_lists():
         "reinforce_remove_all_correct", "reinforce_mean_zero", "reinforce_ada_balance", "reinforce_ada_pos",
     )
     assert algorithms_of("raft") == ("raft", "raft_pp", "raft_pp_clip_higher", "raft_pp_no_clip")
-    # no verl preset for what verl_ext cannot sample yet (Reinforce-Ada's rounds)
-    assert set(preset_names()) == set(ALGORITHMS) - {"grpo", "reinforce_ada_balance", "reinforce_ada_pos"} | {"sample_filter"}
+    # every row but verl's own GRPO is a verl preset (Reinforce-Ada's: verl >=0.9.1,<0.10, verl_ext/adaptive_rollout.py)
+    assert set(preset_names()) == set(ALGORITHMS) - {"grpo"} | {"sample_filter"}
     assert estimator_of_preset("raft_pp_no_clip") == "raft" and estimator_of_preset("sample_filter") is None
 
 
@@ -99,16 +99,17 @@ def test_the_core_works_with_frameworks_and_adapters_unimportable():
     assert out.stdout.strip() == "[1.0, -1.0, 0.0, 0.0]"
 
 
-def test_adaptive_rows_sample_in_trl_ext_only():
-    """trl_ext samples Reinforce-Ada's rounds; verl_ext does not and refuses them, naming what is missing."""
+def test_adaptive_rows_sample_in_both_hosts_and_nowhere_else():
+    """trl_ext and verl_ext sample Reinforce-Ada's rounds; a host that does not refuses them, naming what is missing."""
     from minimal_rl.table import check_host_sampling, host_can_sample
 
     for name in ("reinforce_ada_balance", "reinforce_ada_pos"):
-        assert host_can_sample(name, "trl_ext") and not host_can_sample(name, "verl_ext")
-        check_host_sampling(name, "trl_ext")
-        with pytest.raises(ValueError, match="needs adaptive multi-round sampling.*verl_ext has no adaptive sampling"):
-            check_host_sampling(name, "verl_ext")
-    assert host_can_sample("reinforce_rej", "verl_ext") and host_can_sample("ppo_gae_or_any_host_name", "verl_ext")
+        for host in ("trl_ext", "verl_ext"):
+            assert host_can_sample(name, host)
+            check_host_sampling(name, host)
+        with pytest.raises(ValueError, match="needs adaptive multi-round sampling.*other_host has no adaptive sampling"):
+            check_host_sampling(name, "other_host")
+    assert host_can_sample("reinforce_rej", "other_host") and host_can_sample("ppo_gae_or_any_host_name", "other_host")
 
 
 def test_a_host_without_adaptive_sampling_points_to_the_doc_that_says_why():

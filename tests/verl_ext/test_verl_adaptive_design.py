@@ -1,7 +1,10 @@
-"""The verl facts docs/verl-adaptive.md gives for refusing Reinforce-Ada in verl, checked on the installed verl.
+"""The verl facts docs/verl-adaptive.md gives for the design of Reinforce-Ada on verl, checked on the installed verl:
+why the rounds run in the agent-loop worker one session per response (a session's pool would get one score; the
+sampler's refill cannot ask for a prompt again), and why the pool travels to the estimator through the sampler
+(the advantage step fetches a fixed field list).
 
 Each test runs verl's own code (no source reading): if one fails, verl changed the plug-in point it checks, and the
-doc's decision has to be made again. Studied on verl 0.9.1; on an older verl without the v1 trainer they skip.
+design has to be looked at again. Studied on verl 0.9.1; on an older verl without the v1 trainer they skip.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """verl_ext with rewards that are not verifiers (a reward model's scores, a length reward), the loud warning when a
-filter keeps nothing, and the refusal of Reinforce-Ada's rows (no adaptive sampling in verl_ext:
-docs/verl-adaptive.md)."""
+filter keeps nothing, and Reinforce-Ada's rows as presets on the tested verl only (docs/verl-adaptive.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import torch
 pytest.importorskip("verl")
 
 from minimal_rl.table import ALGORITHMS, ESTIMATOR_NAMES, preset_names  # noqa: E402
-from verl_ext.options import MinimalRLOptions, sample_filter_in_effect  # noqa: E402
 
 REWARD_MODEL = [-1.6, -2.0, -4.2, -3.1, -2.5, -2.5, -2.5, -2.5, -1.9, -1.7, -3.3, -2.2]
 LENGTHS = [7.0, 12.0, 3.0, 9.0, 5.0, 5.0, 5.0, 5.0, 1.0, 30.0, 2.0, 2.0]
@@ -83,16 +81,13 @@ def test_a_filter_that_keeps_nothing_is_said_loudly(caplog):
 
 
 @pytest.mark.parametrize("name", ADAPTIVE)
-def test_reinforce_ada_is_refused_naming_what_is_missing(name):
-    assert name in ESTIMATOR_NAMES and name not in preset_names()  # registered to refuse; no preset to pick
-    rewards, mask = _batch([1, 0, 1, 0])
-    refusal = "needs adaptive multi-round sampling.*verl_ext has no adaptive sampling.*docs/verl-adaptive.md"
-    with pytest.raises(ValueError, match=refusal):
-        _estimator(name)(rewards, mask, index=UIDS[:4], config=None)
-    with pytest.raises(ValueError, match="adaptive multi-round sampling"):
-        sample_filter_in_effect(name, MinimalRLOptions())  # the sampler and the Hydra check call this
-    from hydra_plugins.minimal_rl_searchpath.registration_check import check_overrides
+def test_reinforce_ada_is_a_preset_on_the_tested_verl_only(name):
+    """verl_ext samples Reinforce-Ada through private worker API (verl_ext/adaptive_rollout.py): a preset on the
+    tested verl range, refused with the range elsewhere, before anything starts."""
+    from hydra_plugins.minimal_rl_searchpath.verl_host import adaptive_unsupported_reason
 
-    for overrides in ([f"+minimal_rl={name}"], [f"algorithm.adv_estimator={name}", "+minimal_rl=reinforce_rej"]):
-        with pytest.raises(ValueError, match="adaptive multi-round sampling"):
-            check_overrides(overrides)
+    assert name in ESTIMATOR_NAMES and name in preset_names()
+    assert adaptive_unsupported_reason(name, "0.9.1") is None
+    for old in ("0.7.1", "0.8.5", "0.10.0"):
+        assert f"tested with verl >=0.9.1,<0.10.0; verl {old} is installed" in adaptive_unsupported_reason(name, old)
+    assert adaptive_unsupported_reason("reinforce_rej", "0.7.1") is None

@@ -23,14 +23,14 @@ import torch
 from mrl_testing import HAND_WEIGHTS, K_CORRECT, NUM_GENERATIONS as N  # noqa: E402
 from mrl_verl import HAS_DROP_SAMPLER, LOADS_ENTRY_POINTS, SAMPLER_REASON  # noqa: E402
 
-from minimal_rl.table import ESTIMATOR_NAMES, host_can_sample  # noqa: E402
+from minimal_rl.table import ALGORITHMS, ESTIMATOR_NAMES  # noqa: E402
 
 # HAND[name][k] = weights of the 4 responses of the group with k correct (correct ones first; 0 = dropped), for the
-# estimators verl_ext can feed (Reinforce-Ada's refuse: test_adaptive_estimators_refuse_naming_what_is_missing).
+# estimators of a fixed group (Reinforce-Ada's need the rollout's pools: tests/verl_ext/test_verl_adaptive.py).
 HAND = {
     name: {k: [0.0 if w is None else w for w in HAND_WEIGHTS[name][k]] for k in K_CORRECT}
     for name in ESTIMATOR_NAMES
-    if host_can_sample(name, "verl_ext")
+    if not ALGORITHMS[name].adaptive
 }
 # The fork's trap, reachable only on purpose: raw 0/1 rewards make Reinforce-Rej positives-only.
 HAND_RAW_BINARY_REJ = {0: [0, 0, 0, 0], 1: [1, 0, 0, 0], 2: [1, 1, 0, 0], 3: [1, 1, 1, 0], 4: [0, 0, 0, 0]}

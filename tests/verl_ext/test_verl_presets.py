@@ -20,7 +20,12 @@ from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-from hydra_plugins.minimal_rl_searchpath.registration_check import MinimalRLNotRegisteredError, RegistrationCheck
+from hydra_plugins.minimal_rl_searchpath.registration_check import (
+    MinimalRLNotRegisteredError,
+    RegistrationCheck,
+    RegistrationRefused,
+)
+from hydra_plugins.minimal_rl_searchpath.verl_host import adaptive_unsupported_reason
 from mrl_verl import HAS_DROP_SAMPLER, needs_drop_sampler, needs_entry_points
 from omegaconf import OmegaConf
 
@@ -70,10 +75,13 @@ def test_preset_composes_and_validates(preset):
     assert cfg.reward.custom_reward_function.path == "pkg://minimal_rl.reward"
     assert cfg.reward.custom_reward_function.name == "compute_score_async"
     assert dict(cfg.reward.custom_reward_function.reward_kwargs) == {"score_mapping": "signed", "report_unverified": True}
+    adaptive = ALGORITHMS[preset].adaptive  # Reinforce-Ada: rounds in verl_ext's agent-loop worker
     assert dict(cfg.algorithm.minimal_rl) == {
         "positive_threshold": 0.0, "reward_mapping": "signed", "filter_mode": "drop" if HAS_DROP_SAMPLER else "zero",
-        "nan_policy": "wrong", "sample_filter": None,
+        "nan_policy": "wrong", "sample_filter": None, **({"max_rounds": 4, "round_repeat": 8} if adaptive else {}),
     }
+    manager = cfg.actor_rollout_ref.rollout.agent.get("agent_loop_manager_class")
+    assert manager == ("verl_ext.adaptive_rollout.AdaptiveAgentLoopManager" if adaptive else None)
     if HAS_DROP_SAMPLER:
         # the drop happens in the replay-buffer sampler the preset selects (docs/verl-filtering.md)
         sampler = cfg.trainer.v1.sampler
@@ -94,6 +102,10 @@ def test_preset_composes_and_validates(preset):
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn, get_policy_loss_fn
 
     get_adv_estimator_fn(estimator), get_policy_loss_fn(loss)
+    if adaptive and adaptive_unsupported_reason(preset):  # an untested verl for the private worker API
+        with pytest.raises(RegistrationRefused, match=r"tested with verl >=0\.9\.1,<0\.10\.0"):
+            RegistrationCheck().on_run_start(cfg)
+        return
     RegistrationCheck().on_run_start(cfg)  # registered here: no error
 
 
