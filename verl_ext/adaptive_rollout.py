@@ -26,7 +26,7 @@ from typing import Any
 import ray
 import transfer_queue as tq
 from verl.experimental.agent_loop import AgentLoopManager
-from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
+from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ, apply_greedy_sampling_params
 
 from minimal_rl.adaptive import PromptPool
 
@@ -62,8 +62,12 @@ class AdaptiveAgentLoopWorkerImpl(_VerlWorker):
         sessions = self._pools[uid] = []
         status = "failure"
         try:
-            prompt.pop("__rollout_n__", None)  # the rounds decide how many responses a prompt gets
-            prompt.pop("__do_sample__", None)
+            # verl's per-prompt settings keep their meaning: n kept (the rounds decide how many are generated), and
+            # greedy decoding for a prompt marked so
+            n = int(prompt.pop("__rollout_n__", settings.n))
+            if not prompt.pop("__do_sample__", True):
+                sampling_params = dict(sampling_params)
+                apply_greedy_sampling_params(sampling_params)
             pool, values, rounds_run = PromptPool(), [], 0
             for round_number in range(1, options.max_rounds + 1):
                 rounds_run, first = round_number, len(sessions)
@@ -78,10 +82,10 @@ class AdaptiveAgentLoopWorkerImpl(_VerlWorker):
                 sessions.sort(key=lambda session: session[0])  # generation order, whatever order they ended in
                 correct, round_values = settings.pool_values([outputs[-1].reward_score for _, outputs, _ in sessions[first:]])
                 values += round_values
-                if pool.add_round(correct, round_number, settings.n, settings.exit_rule):
+                if pool.add_round(correct, round_number, n, settings.exit_rule):
                     break
             else:
-                pool.finish_without_signal(settings.n, settings.exit_rule)
+                pool.finish_without_signal(n, settings.exit_rule)
             record = pool_record(pool, values, rounds_run)
             for session_id, position in enumerate(pool.kept):
                 _, outputs, kwargs = sessions[position]

@@ -53,6 +53,7 @@ class ScriptedWorker:
         worker._compute_multi_modal_inputs = lambda output, input_ids: {}
         worker._compute_position_ids = lambda ids, mask, mm: torch.arange(ids.shape[-1]).unsqueeze(0)
         self.sessions_run: list[int] = []
+        self.temperatures: set[float] = set()
         self.writes: dict[str, dict] = {}
         self.status: dict[str, str] = {}
 
@@ -61,6 +62,7 @@ class ScriptedWorker:
 
         async def run_agent_loop(sampling_params, trajectory, *, trace=False, session_id, **prompt):
             self.sessions_run.append(session_id)
+            self.temperatures.add(sampling_params["temperature"])
             await asyncio.sleep(0.001 * ((7 * session_id) % 5))  # sessions end out of order
             output = AgentLoopOutput(prompt_ids=[1, 2], response_ids=[100 + session_id], response_mask=[1],
                                      metrics=AgentLoopMetrics(), extra_fields={})
@@ -75,7 +77,7 @@ class ScriptedWorker:
         worker._run_agent_loop = run_agent_loop
         worker._compute_score = compute_score
 
-    def run(self, uid="u") -> None:
+    def run(self, uid="u", **prompt_fields) -> None:
         async def put(key, partition_id, tag):
             self.status[key] = tag["status"]
 
@@ -86,8 +88,8 @@ class ScriptedWorker:
 
         with mock.patch.object(adaptive_rollout.tq, "async_kv_put", put), \
                 mock.patch.object(agent_loop_tq.tq, "async_kv_batch_put", batch_put):
-            asyncio.run(self.worker._run_prompt({"uid": uid, "raw_prompt": "q", "global_steps": 1}, {},
-                                                trajectory={"validate": False}))
+            asyncio.run(self.worker._run_prompt({"uid": uid, "raw_prompt": "q", "global_steps": 1, **prompt_fields},
+                                                {"temperature": 1.0}, trajectory={"validate": False}))
 
 
 def _core_outcome(correct: list[bool], settings: AdaptiveSettings):
@@ -124,6 +126,15 @@ def test_the_worker_keeps_what_the_core_loop_keeps(algorithm, scores):
     assert pool == {"correct": core.correct, "values": [float(c) for c in core.correct], "exit_round": core.exit_round,
                     "kept": core.kept, "rounds": rounds_run}
     assert worker.status == {"u": "finished"}
+
+
+def test_verls_per_prompt_n_and_greedy_flag_keep_their_meaning():
+    """``__rollout_n__`` is the number a prompt keeps (2 here, the preset's n is 4); ``__do_sample__=False`` samples
+    greedily, as in verl's own worker."""
+    worker = ScriptedWorker([1, -1, -1, -1] + [1] * 8, _settings())
+    worker.run(__rollout_n__=2, __do_sample__=False)
+    assert sorted(worker.writes) == ["u_0_0", "u_1_0"]
+    assert sorted(worker.sessions_run) == [0, 1, 2, 3] and worker.temperatures == {0}
 
 
 def test_a_failing_session_fails_the_prompt_and_writes_nothing():
