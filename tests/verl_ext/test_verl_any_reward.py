@@ -11,6 +11,7 @@ import torch
 
 pytest.importorskip("verl")
 
+import verl_ext  # noqa: E402,F401  (registers the estimators in this process: verl < 0.9 loads no entry points)
 from minimal_rl.table import ALGORITHMS, ESTIMATOR_NAMES, preset_names  # noqa: E402
 
 REWARD_MODEL = [-1.6, -2.0, -4.2, -3.1, -2.5, -2.5, -2.5, -2.5, -1.9, -1.7, -3.3, -2.2]
