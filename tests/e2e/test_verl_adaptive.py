@@ -44,8 +44,8 @@ def test_every_step_logs_the_rounds(ada_run):
 
 
 def test_advantages_come_from_the_pool_baseline(ada_run):
-    """A = c - mean(pool) with c in {0, 1}: inside (-1, 1), both signs on a step with a kept prompt; never the fixed
-    group's +-0.5 only when some pool had more than n responses (the kept half/half over a larger pool)."""
+    """A = c - mean(pool) with c in {0, 1}: inside (-1, 1), both signs on every step that kept a prompt (a kept
+    prompt has a correct and a wrong response)."""
     for step, data in ada_run.steps.items():
         if data["sample_filter/samples_in_update"] == 0:
             continue
