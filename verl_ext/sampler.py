@@ -45,7 +45,7 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 from minimal_rl.metrics import metric_key
 
 from .adaptive import MANAGER_CLASS, POOL_FIELD, POOLS, is_adaptive
-from .selection import METRIC_PREFIX, PADDING_ROW_TOKENS, BatchSelection, SamplerSettings, padding_row_template
+from .selection import METRIC_PREFIX, PADDING_ROW_TOKENS, BatchSelection, SamplerSettings, padding_row_template, uid_of
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def read_adaptive_pools(batch: KVBatchMeta) -> dict[str, float]:
     """Reinforce-Ada: record the pools the rollout worker wrote with the kept rows (`verl_ext.adaptive.POOLS`, read
     by the estimator of this step) and return the rounds metrics."""
     try:
-        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", POOL_FIELD])
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=[POOL_FIELD])
         records = list(data[POOL_FIELD])  # tensordict's LinkedList of str
     except Exception as error:  # TransferQueue names the missing field in its own words
         raise RuntimeError(
@@ -94,7 +94,7 @@ def read_adaptive_pools(batch: KVBatchMeta) -> dict[str, float]:
             f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={MANAGER_CLASS}, which the "
             f"+minimal_rl=reinforce_ada_* presets set ({type(error).__name__}: {error})"
         ) from error
-    metrics = POOLS.read_batch([str(u) for u in data["uid"]], records)
+    metrics = POOLS.read_batch([uid_of(key) for key in batch.keys], records)
     return {metric_key(name): value for name, value in metrics.items()}
 
 

@@ -7,6 +7,7 @@ function stands in for the trainer's ``_add_prompts_to_generate`` by writing new
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -28,7 +29,8 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 from verl.workers.config import FSDPActorConfig  # noqa: E402
 
 from minimal_rl.algorithms import compute_weights  # noqa: E402
-from minimal_rl.metrics import HOST_NAMES, PREFIX  # noqa: E402
+from minimal_rl.metrics import HOST_NAMES, PER_ROUND, PREFIX  # noqa: E402
+from verl_ext.adaptive import POOL_FIELD  # noqa: E402
 from verl_ext.options import GROUPED_VERL_ESTIMATORS  # noqa: E402
 from verl_ext.refill import RefillLimitError, check_verl_version  # noqa: E402
 from verl_ext.sampler import PADDING_ROW_TOKENS, MinimalRLSampler  # noqa: E402
@@ -64,8 +66,8 @@ def empty_partition():
     clear()
 
 
-def put_groups(groups, lengths=None, global_steps=1, partition=PART):
-    """Write finished groups (one list of scores per prompt); returns the uids."""
+def put_groups(groups, lengths=None, global_steps=1, partition=PART, extra=None):
+    """Write finished groups (one list of scores per prompt; ``extra``: more fields per group); returns the uids."""
     uids, keys, fields, tags = [], [], [], []
     for g, scores in enumerate(groups):
         uid = uuid.uuid4().hex  # no underscores: verl splits keys on "_"
@@ -81,6 +83,7 @@ def put_groups(groups, lengths=None, global_steps=1, partition=PART):
                     "responses": torch.arange(length, dtype=torch.int64) + 10,
                     "response_mask": torch.ones(length, dtype=torch.int64),
                     "rm_scores": rm_scores,
+                    **(extra[g] if extra else {}),
                 }
             )
             tags.append(
@@ -662,12 +665,13 @@ def test_refill_with_a_filter_on_verls_own_estimator():
 
 
 def test_logs_exactly_the_metric_vocabulary():
-    """Over a drop (with padding), an all-rejected step, a refill and a step without rewards, the sampler logs the
-    verl names of `minimal_rl.metrics` and no other."""
+    """Over a drop (with padding), an all-rejected step, a refill, a Reinforce-Ada step and a step without rewards, the
+    sampler logs the verl names of `minimal_rl.metrics` and no other."""
     logged = set()
 
     def names(metrics):
         ours = {k.removeprefix(PREFIX) for k in metrics if k.startswith(PREFIX)}
+        ours = {"active_prompts/round_{k}" if PER_ROUND.fullmatch(k) else k for k in ours}  # one name per round run
         assert ours <= HOST_NAMES["verl"] and not any(k.startswith("minimal_rl/") for k in metrics), metrics
         logged.update(ours)
         return ours
@@ -688,6 +692,17 @@ def test_logs_exactly_the_metric_vocabulary():
     sampler = make_sampler("reinforce_rej", filter_mode="refill", refill_fn=Rollout([[1, 0, 0, 0]]), train_batch_size=2)
     batch, metrics = sampler.sample(global_steps=1, partition_id=PART, batch_size=2)
     assert {"refill_calls", "refill_prompts", "refill_batches"} <= names(metrics)
+    tq.kv_clear(keys=list(batch.keys), partition_id=PART)
+
+    # Reinforce-Ada: the pools the rollout worker wrote with each kept row (verl_ext.adaptive_rollout); one uniform
+    pools = [{"correct": [True, False, False, True], "values": [1.0, 0.0, 0.0, 1.0], "exit_round": 1, "kept": [0, 1, 2, 3], "rounds": 1},
+             {"correct": [False] * 8, "values": [0.0] * 8, "exit_round": None, "kept": [0, 1, 2, 3], "rounds": 2}]
+    put_groups([[1, -1, -1, 1], [-1, -1, -1, -1]], extra=[{POOL_FIELD: json.dumps(pool)} for pool in pools])
+    batch, metrics = make_sampler("reinforce_ada_balance").sample(global_steps=1, partition_id=PART, batch_size=2)
+    assert {"rounds", "active_prompts/round_{k}", "generated_per_kept"} <= names(metrics)
+    assert metrics[PREFIX + "active_prompts/round_1"] == 2 and metrics[PREFIX + "active_prompts/round_2"] == 1
+    assert metrics[PREFIX + "generated_per_kept"] == 12 / 4 and metrics[PREFIX + "uniform_pools_frac"] == 0.5
+    assert metrics[PREFIX + "samples_in_update"] == 4 and metrics[PREFIX + "weight_mean"] == 0.0  # 1 - .5, 0 - .5
     tq.kv_clear(keys=list(batch.keys), partition_id=PART)
 
     uid = uuid.uuid4().hex  # no rm_scores yet
