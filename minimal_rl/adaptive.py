@@ -9,6 +9,7 @@ and their baseline is taken from the whole pool. One function per rule, top to b
     has_signal            a pool's counts, the exit rule         -> does the prompt stop being sampled?
     keep_on_exit          a pool's correctness, n                 -> which n responses an exiting prompt keeps
     keep_after_last_round a pool's correctness, n, the exit rule  -> which responses a still-active prompt keeps
+    response_values       scores, the threshold rule              -> correctness and the baseline's values
     pool_baseline         kept rewards, pool rewards              -> advantages A_i = r_i - mean(pool) [/ std(pool)]
     run_rounds            the loop, with a host's sampling callback -> pools, kept indices, metrics
 
@@ -24,7 +25,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from minimal_rl.table import EXIT_RULES
+from minimal_rl.algorithms import correctness
+from minimal_rl.filtering import resolve_threshold
+from minimal_rl.table import EXIT_RULES, AlgorithmSpec
 
 DEFAULT_MAX_ROUNDS = 4  # the released default
 DEFAULT_ROUND_REPEAT = 8  # new responses per active prompt and round (the released default)
@@ -102,6 +105,19 @@ def keep_after_last_round(pool_correct: Sequence[bool], n: int, exit_rule: str) 
     if correct and wrong and size >= 2:
         want = min(max(want, 1), size - 1)
     return _take(pool_correct, *_split_with_top_up(correct, wrong, size, want))
+
+
+def response_values(
+    scores: torch.Tensor, spec: AlgorithmSpec, sample_filter: str, positive_threshold: float | None,
+    reward_mapping: str, nan_policy: str = "wrong",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correctness (the exit rule's) and the value the pool baseline averages, for scores (spec step 4: r on the 0/1
+    scale): 0/1 correctness under ``reward_mapping="signed"`` (the released code's 0/1 rewards), the score itself
+    under ``"raw"``. Both hosts put a pool and its kept rows through this, so they are on one scale."""
+    scores = torch.as_tensor(scores, dtype=torch.float32)
+    threshold = resolve_threshold(scores, positive_threshold, spec, sample_filter, reward_mapping)
+    correct = correctness(scores, threshold, nan_policy)
+    return correct, correct.float() if reward_mapping == "signed" else torch.nan_to_num(scores)
 
 
 def pool_baseline(

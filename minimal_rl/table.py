@@ -240,6 +240,12 @@ def preset_names() -> tuple[str, ...]:
     return (*(n for n in names if host_can_sample(n, "verl_ext")), FILTER_ONLY_PRESET)
 
 
+def is_adaptive(algorithm: object) -> bool:
+    """Whether ``algorithm`` is a table row sampled in rounds (Reinforce-Ada); False for any other name."""
+    spec = ALGORITHMS.get(str(algorithm).lower())
+    return spec is not None and spec.adaptive
+
+
 def host_can_sample(algorithm: str, host: str) -> bool:
     """Whether ``host`` (an adapter package: ``"trl_ext"``, ``"verl_ext"``) can sample the way ``algorithm`` needs
     (True for a name outside the table, such as one of verl's own estimators)."""

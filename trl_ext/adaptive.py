@@ -29,9 +29,7 @@ from typing import Any, Callable
 import torch
 from accelerate.utils import gather_object
 
-from minimal_rl.adaptive import AdaptiveRounds, pool_baseline, run_rounds
-from minimal_rl.algorithms import correctness
-from minimal_rl.filtering import resolve_threshold
+from minimal_rl.adaptive import AdaptiveRounds, pool_baseline, response_values, run_rounds
 from minimal_rl.table import get_algorithm
 
 
@@ -155,11 +153,9 @@ def sample_adaptively(
                  for column in sorted(set(_share(list(pending_extra), num_processes)))}
         pending_extra.clear()
         scores = trainer._scores_from_rewards(rewards_per_func).float()
-        threshold = resolve_threshold(
-            scores, args.positive_threshold, spec, args.sample_filter_in_effect, args.reward_mapping
+        correct, values = response_values(
+            scores, spec, args.sample_filter_in_effect, args.positive_threshold, args.reward_mapping
         )
-        correct = correctness(scores, threshold)
-        values = correct.float() if args.reward_mapping == "signed" else torch.nan_to_num(scores)
         out = []
         for slot, prompt in enumerate(active):
             rows = range(slot * repeat, (slot + 1) * repeat)

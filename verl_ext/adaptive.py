@@ -19,6 +19,7 @@ The sync v1 trainer only: in the async trainers the weights would change while a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass
@@ -26,10 +27,9 @@ from typing import Any
 
 import torch
 
-from minimal_rl.adaptive import AdaptiveRounds, PromptPool, pool_baseline
-from minimal_rl.algorithms import correctness
-from minimal_rl.filtering import resolve_threshold
-from minimal_rl.table import ALGORITHMS, get_algorithm
+from minimal_rl.adaptive import AdaptiveRounds, PromptPool, pool_baseline, response_values
+from minimal_rl.algorithms import WeightResult
+from minimal_rl.table import get_algorithm, is_adaptive
 
 from .options import CONFIG_KEY, MinimalRLOptions, read_options, sample_filter_in_effect
 from .private_api import check_tested_verl
@@ -41,22 +41,12 @@ MANAGER_CLASS = "verl_ext.adaptive_rollout.AdaptiveAgentLoopManager"  # rollout.
 FEATURE = "Reinforce-Ada on verl (adaptive multi-round sampling in the agent-loop worker)"
 
 
-def is_adaptive(estimator: Any) -> bool:
-    spec = ALGORITHMS.get(str(estimator).lower())
-    return spec is not None and spec.adaptive
-
-
-def correct_and_values(scores: torch.Tensor, estimator: str, options: MinimalRLOptions) -> tuple[torch.Tensor, torch.Tensor]:
-    """Correctness and reward values (the pool baseline's scale) of scores: 0/1 correctness under the ``signed``
-    mapping (the released code's 0/1 rewards), the score itself under ``raw``; the worker and the estimator both
-    use this, so a pool and its kept rows are on one scale."""
+def response_values_of(scores: torch.Tensor, estimator: str, options: MinimalRLOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """`minimal_rl.adaptive.response_values` under the run's ``algorithm.minimal_rl`` options: the worker and the
+    estimator both use this, so a pool and its kept rows are on one scale."""
     _, sample_filter = sample_filter_in_effect(estimator, options)
-    spec = get_algorithm(estimator)
-    scores = torch.as_tensor(scores, dtype=torch.float32)
-    threshold = resolve_threshold(scores, options.positive_threshold, spec, sample_filter, options.reward_mapping)
-    correct = correctness(scores, threshold, options.nan_policy)
-    values = correct.float() if options.reward_mapping == "signed" else torch.nan_to_num(scores)
-    return correct, values
+    return response_values(scores, get_algorithm(estimator), sample_filter, options.positive_threshold,
+                           options.reward_mapping, options.nan_policy)
 
 
 @dataclass(frozen=True)
@@ -80,8 +70,8 @@ class AdaptiveSettings:
         return cls(estimator, spec.exit_rule, int(config.actor_rollout_ref.rollout.n), read_options(config.algorithm))
 
     def pool_values(self, scores: list[float]) -> tuple[list[bool], list[float]]:
-        """`correct_and_values` of one round's scores, as lists."""
-        correct, values = correct_and_values(torch.tensor(scores, dtype=torch.float32), self.algorithm, self.options)
+        """`response_values_of` one round's scores, as lists."""
+        correct, values = response_values_of(torch.tensor(scores, dtype=torch.float32), self.algorithm, self.options)
         return [bool(c) for c in correct], [float(v) for v in values]
 
 
@@ -173,8 +163,12 @@ class PoolBook:
 POOLS = PoolBook()
 
 
-def pool_weights(scores: torch.Tensor, index: Any, options: MinimalRLOptions, estimator: str, keep: torch.Tensor) -> torch.Tensor:
-    """The ``reinforce_ada_*`` estimators' weights: the pool baseline for the rows the filter keeps, 0 elsewhere."""
-    _, values = correct_and_values(scores, estimator, options)
-    advantages = POOLS.advantages(values, index)
-    return torch.where(keep.cpu(), advantages, torch.zeros_like(advantages))
+def with_pool_weights(result: WeightResult, uids: Any, options: MinimalRLOptions, estimator: str) -> WeightResult:
+    """`compute_weights`' result with the ``reinforce_ada_*`` weights: the pool baseline for the rows the filter
+    keeps, 0 elsewhere (the estimator's and the sampler's ``weight_mean``); other estimators' result unchanged."""
+    if not is_adaptive(estimator):
+        return result
+    _, values = response_values_of(result.scores.float().cpu(), estimator, options)
+    advantages = POOLS.advantages(values, uids)
+    weights = torch.where(result.keep.cpu(), advantages, torch.zeros_like(advantages))
+    return dataclasses.replace(result, weights=weights.to(result.weights.dtype))

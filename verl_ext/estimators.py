@@ -31,7 +31,7 @@ from minimal_rl.algorithms import compute_weights
 from minimal_rl.filtering import EmptySelectionWatch
 from minimal_rl.table import ALGORITHMS, ESTIMATOR_NAMES, check_host_sampling
 
-from .adaptive import pool_weights
+from .adaptive import with_pool_weights
 from .options import read_options
 
 
@@ -70,10 +70,8 @@ def broadcast_weights(
         # quiet and the sampler's own watch (before the drop) speaks.
         chosen = options.sample_filter or ALGORITHMS[estimator].sample_filter
         _EMPTY_WATCH.observe(int(result.keep.sum()), result.scores, chosen, result.positive_threshold, "verl")
-        weights = result.weights
-        if ALGORITHMS[estimator].adaptive:  # Reinforce-Ada: the baseline is the prompt's whole pool (verl_ext.adaptive)
-            weights = pool_weights(token_level_rewards.sum(dim=-1).float().cpu(), index, options, estimator, result.keep)
-        weights = weights.to(device=response_mask.device, dtype=token_level_rewards.dtype)
+        result = with_pool_weights(result, index, options, estimator)  # Reinforce-Ada: the whole pool's baseline
+        weights = result.weights.to(device=response_mask.device, dtype=token_level_rewards.dtype)
         advantages = weights.unsqueeze(-1) * response_mask
     return advantages, advantages
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from minimal_rl.adaptive import DEFAULT_MAX_ROUNDS, DEFAULT_ROUND_REPEAT
 from minimal_rl.algorithms import NAN_POLICIES, REWARD_MAPPINGS
-from minimal_rl.table import ALGORITHMS, check_filter_fits, check_host_sampling, get_sample_filter
+from minimal_rl.table import ALGORITHMS, check_filter_fits, check_host_sampling, get_sample_filter, is_adaptive
 
 CONFIG_KEY = "minimal_rl"  # algorithm.minimal_rl.*
 
@@ -82,8 +82,7 @@ def sample_filter_in_effect(estimator: str, options: MinimalRLOptions) -> tuple[
     """
     estimator = str(estimator).lower()
     check_host_sampling(estimator, "verl_ext")  # Reinforce-Ada's rows need adaptive sampling
-    adaptive = estimator in ALGORITHMS and ALGORITHMS[estimator].adaptive
-    if not adaptive and (options.max_rounds, options.round_repeat) != (DEFAULT_MAX_ROUNDS, DEFAULT_ROUND_REPEAT):
+    if not is_adaptive(estimator) and (options.max_rounds, options.round_repeat) != (DEFAULT_MAX_ROUNDS, DEFAULT_ROUND_REPEAT):
         raise ValueError(
             f"algorithm.{CONFIG_KEY}.max_rounds and round_repeat apply to adaptive sampling only "
             f"(reinforce_ada_balance, reinforce_ada_pos), not to {estimator!r}: they would be ignored"

@@ -8,23 +8,16 @@ docs/architecture.md). Light (the range lives in the Hydra plugin's
 
 from __future__ import annotations
 
-from packaging.version import Version
-
 from hydra_plugins.minimal_rl_searchpath.verl_host import PRIVATE_API_TESTED_BELOW as TESTED_VERL_MAX
 from hydra_plugins.minimal_rl_searchpath.verl_host import PRIVATE_API_TESTED_MIN as TESTED_VERL_MIN
-
-
-def installed_verl_version() -> str:
-    from importlib.metadata import version
-
-    return version("verl")
+from hydra_plugins.minimal_rl_searchpath.verl_host import installed_verl, private_api_tested
 
 
 def check_tested_verl(feature: str, alternative: str, verl_version: str | None = None) -> None:
     """Raise RuntimeError unless verl (default: the installed one) is in the tested range; the message names
     ``feature`` (what needs the private API) and ``alternative`` (what works without it)."""
-    verl_version = verl_version or installed_verl_version()
-    if TESTED_VERL_MIN <= Version(Version(verl_version).base_version) < TESTED_VERL_MAX:
+    verl_version = verl_version or installed_verl()
+    if private_api_tested(verl_version):
         return
     raise RuntimeError(
         f"minimal-rl's {feature} relies on private verl APIs and was tested with verl >={TESTED_VERL_MIN},"

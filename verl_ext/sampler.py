@@ -43,8 +43,9 @@ from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
 from minimal_rl.metrics import metric_key
+from minimal_rl.table import is_adaptive
 
-from .adaptive import MANAGER_CLASS, POOL_FIELD, POOLS, is_adaptive
+from .adaptive import MANAGER_CLASS, POOL_FIELD, POOLS
 from .selection import METRIC_PREFIX, PADDING_ROW_TOKENS, BatchSelection, SamplerSettings, padding_row_template, uid_of
 
 logger = logging.getLogger(__name__)

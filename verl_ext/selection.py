@@ -9,7 +9,6 @@ verl >= 0.9 only (TransferQueue and the v1 trainer's padding helpers).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import uuid
@@ -27,7 +26,7 @@ from minimal_rl.algorithms import WeightResult, compute_weights
 from minimal_rl.filtering import EmptySelectionWatch
 from minimal_rl.metrics import PREFIX as METRIC_PREFIX
 
-from .adaptive import PADDING_UID_PREFIX, is_adaptive, pool_weights
+from .adaptive import PADDING_UID_PREFIX, with_pool_weights
 from .options import MinimalRLOptions, options_from_block, sample_filter_in_effect
 
 logger = logging.getLogger(__name__)
@@ -103,10 +102,7 @@ class SamplerSettings:
             reward_mapping=opts.reward_mapping,
             nan_policy=opts.nan_policy,
         )
-        if is_adaptive(self.algorithm):  # the estimator's weights: the pool baseline (pools recorded by the sampler)
-            weights = pool_weights(result.scores, uids, opts, self.algorithm, result.keep)
-            result = dataclasses.replace(result, weights=weights.to(result.weights.dtype))
-        return result
+        return with_pool_weights(result, uids, opts, self.algorithm)  # the estimator's weights, for weight_mean
 
 
 # --------------------------------------------------------------------------------------------

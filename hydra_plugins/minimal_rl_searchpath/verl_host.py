@@ -110,6 +110,12 @@ def unsupported_reason(version: Version | str | None = None) -> str | None:
     return f"minimal-rl supports verl >={OLDEST_SUPPORTED},<{SUPPORTED_BELOW}; verl {v} is installed"
 
 
+def private_api_tested(version: Version | str | None = None) -> bool:
+    """Whether ``version`` (default: the installed verl) is in the range the private-API modules were tested with."""
+    v = _version(version)
+    return v is not None and PRIVATE_API_TESTED_MIN <= v < PRIVATE_API_TESTED_BELOW
+
+
 def adaptive_unsupported_reason(estimator: str | None, version: Version | str | None = None) -> str | None:
     """Why ``estimator`` cannot run on ``version`` (default: the installed verl) when it samples adaptively
     (Reinforce-Ada: `verl_ext.adaptive_rollout`, private API), else None."""
@@ -118,9 +124,9 @@ def adaptive_unsupported_reason(estimator: str | None, version: Version | str | 
     spec = ALGORITHMS.get(str(estimator).lower())
     if spec is None or not spec.adaptive:
         return None
-    v = _version(version)
-    if v is not None and PRIVATE_API_TESTED_MIN <= v < PRIVATE_API_TESTED_BELOW:
+    if private_api_tested(version):
         return None
+    v = _version(version)
     return (
         f"{spec.name} ({spec.paper}) samples in rounds inside verl's agent-loop worker, through private verl APIs "
         f"tested with verl >={PRIVATE_API_TESTED_MIN},<{PRIVATE_API_TESTED_BELOW}; verl {v} is installed. Install a "
